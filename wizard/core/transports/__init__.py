@@ -1,0 +1,1 @@
+"""Interchangeable image transports behind one interface (see :mod:`wizard.core.transports.base`)."""
