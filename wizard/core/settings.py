@@ -107,6 +107,11 @@ class Target:
     def __str__(self) -> str:
         return f"{self.host}/{self.path}" if self.path else self.host
 
+    @property
+    def spec(self) -> str:
+        """Normalised input form: ``[http://]HOST[:PORT][/PATH]``."""
+        return f"http://{self}" if self.insecure else str(self)
+
 
 def parse_target(value: str) -> Target:
     """Parse ``[http(s)://]HOST[:PORT][/PATH]`` into a :class:`Target`. Raises InputError."""
