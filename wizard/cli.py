@@ -7,8 +7,8 @@ non-interactive subcommands (``run --yes``, one subcommand per step, ``status``,
 from __future__ import annotations
 
 import argparse
-import logging
 import json
+import logging
 import os
 import sys
 import threading
