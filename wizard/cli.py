@@ -14,10 +14,11 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from wizard import __version__
 from wizard.core.errors import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_NOT_GRANTED,
@@ -49,6 +50,13 @@ def _env_flag(option: str) -> bool:
     return str(os.environ.get(env_name(option), "")).lower() in ("1", "true", "yes", "on")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (what is wrong + where to look), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 class _Group:
     """Adds options to a group; with ``suppress`` their defaults are SUPPRESS so a subcommand's copy
     of an option never overwrites a value given before the subcommand name."""
@@ -63,7 +71,7 @@ class _Group:
 
 
 def _common_parser(suppress: bool = False) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = _Group(p.add_argument_group("common options"), suppress)
     g.add_argument(
         "--dir", type=Path, default=_env("dir"), help="the Currents on-prem folder (default: current folder)"
@@ -126,7 +134,7 @@ def _common_parser(suppress: bool = False) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     common = _common_parser()
     sub_common = _common_parser(suppress=True)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Mirror Currents on-prem images from Currents' ECR into your registry and configure your .env.",
         parents=[common],
@@ -143,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plain", action="store_true", default=_env_flag("plain"), help="plain prompts instead of the full-screen app"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         return sub.add_parser(

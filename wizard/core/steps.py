@@ -98,6 +98,8 @@ class Wizard:
     def _merge_settings(self) -> None:
         """Flags/env win over what the state remembers; the state fills in the rest."""
         s = self.settings
+        if s.role_arn:
+            policy.validate_role_arn(s.role_arn)  # bad input: refuse before anything is written
         inputs = self.state.inputs
         for key, value in (
             ("role_arn", s.role_arn),
@@ -112,7 +114,7 @@ class Wizard:
             inputs["engine"] = s.engine
         if not inputs.get("tag"):
             inputs["tag"] = s.tag or envfile.read_version(s.dir) or DEFAULT_TAG
-        self.save()
+        # Not saved here: opening must write nothing (bad input later leaves no trace).
 
     def save(self) -> None:
         with self._lock:
