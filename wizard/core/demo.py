@@ -173,7 +173,7 @@ class DemoBackend:
         from wizard.core.transports.archive import OciLayoutTransport
 
         folder = self.root / "registries" / target.host.replace(":", "_")
-        return OciLayoutTransport(folder, create=True, name=f"demo {target.host}")
+        return OciLayoutTransport(folder, create=True, name=f"demo {target.host}", fsync=False)
 
     def prepare_target(self, target: Target, services: tuple[str, ...]) -> list[str]:
         return []
