@@ -445,7 +445,7 @@ def check_policy(doc: dict[str, Any] | str, settings: Settings | None = None) ->
                         f"list only {', '.join(REQUIRED_ACTIONS)}",
                         stmt=i,
                     )
-        if resources is not None and ecr_relevant:
+        if effect == "Allow" and resources is not None and ecr_relevant:
             for r in resources:
                 _check_resource(r, i, s, partition, prefix_path, wanted_repos, add)
 
