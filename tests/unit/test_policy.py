@@ -89,9 +89,7 @@ def test_identity_policy_shape(settings: Settings) -> None:
     }
     assert pull["Sid"] == "CurrentsEcrPullImages"
     assert pull["Action"] == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-    assert pull["Resource"] == [
-        f"arn:aws:ecr:us-east-1:513558712013:repository/currents/on-prem/{s}" for s in SERVICES
-    ]
+    assert pull["Resource"] == [f"arn:aws:ecr:us-east-1:513558712013:repository/currents/on-prem/{s}" for s in SERVICES]
     assert all(":currents/" not in r for r in pull["Resource"])  # never the invalid /* form
 
 
@@ -144,7 +142,11 @@ def test_trust_policy_default_root() -> None:
 def test_trust_policy_named_principals_and_external_id() -> None:
     doc = trust_policy(
         "123456789012",
-        principals=["arn:aws:iam::123456789012:role/ci/deployer", "arn:aws:iam::123456789012:user/alice", "999988887777"],
+        principals=[
+            "arn:aws:iam::123456789012:role/ci/deployer",
+            "arn:aws:iam::123456789012:user/alice",
+            "999988887777",
+        ],
         external_id="currents-xyz",
     )
     st = doc["Statement"][0]
@@ -411,7 +413,7 @@ def test_load_policy_file_errors(tmp_path: Path) -> None:
         load_policy_file(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "Version": "2012-10-17",\n  oops\n}')
-    with pytest.raises(InputError, match="not valid JSON: .* line 3"):
+    with pytest.raises(InputError, match=r"not valid JSON: .* line 3"):
         load_policy_file(bad)
     arr = tmp_path / "arr.json"
     arr.write_text("[]")
