@@ -8,6 +8,7 @@ Tests that need an *empty* registry should use ``fresh_registry`` or ``registry_
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,12 +35,21 @@ TARGET_USER = ("wizard", "target-pass-123")
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 
 
+_DOCKER_CONFIG_DIR: str | None = None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Anything docker (SDK, CLI) reads/writes $DOCKER_CONFIG: keep ~/.docker untouched.
+    global _DOCKER_CONFIG_DIR
     if not os.environ.get("CURRENTS_TESTBED_KEEP_DOCKER_CONFIG"):
-        d = tempfile.mkdtemp(prefix="tb-docker-config-")
-        Path(d, "config.json").write_text("{}\n")
-        os.environ["DOCKER_CONFIG"] = d
+        _DOCKER_CONFIG_DIR = tempfile.mkdtemp(prefix="tb-docker-config-")
+        Path(_DOCKER_CONFIG_DIR, "config.json").write_text("{}\n")
+        os.environ["DOCKER_CONFIG"] = _DOCKER_CONFIG_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _DOCKER_CONFIG_DIR:
+        shutil.rmtree(_DOCKER_CONFIG_DIR, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -78,8 +88,6 @@ def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
     started: list[Registry] = []
 
     def start(*, auth: tuple[str, str] | None = None, tls: bool = False) -> Registry:
-        import shutil
-
         _require("docker-registry", shutil.which("docker-registry", path="/usr/bin:/usr/sbin") is not None)
         reg = Registry(auth=auth, tls=tls, workdir=tmp_path_factory.mktemp("registry"))
         started.append(reg)
