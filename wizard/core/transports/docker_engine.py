@@ -304,6 +304,11 @@ def registry_error(message: str, *, host: str, ref: str, action: str, source: bo
 def _engine_unreachable(base_url: str, exc: BaseException) -> DockerEngineError:
     text = _one_line(str(exc))
     where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+        return DockerEngineError(
+            f"the Docker engine at {where} stopped answering: {text}",
+            "check that Docker is healthy (`docker info`), then run the mirror again",
+        )
     if "permission denied" in text.lower():
         return DockerEngineError(
             f"no permission to use the Docker engine at {where}",
