@@ -509,7 +509,7 @@ class Aws:
         self.settings = settings
         self.profile = profile if profile is not None else (settings.profile or None)
         self.config = Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},  # incl. the first try
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             user_agent_extra="currents-wizard",
@@ -824,8 +824,9 @@ class Aws:
     ) -> RepositoriesOutcome:
         """Create each missing ECR repository (ECR does not create on push); idempotent.
 
-        ``target_host`` (an ECR host) gives the registry id and region; without it the caller's
-        own registry in ``region`` / ``settings.region`` is used.
+        ``target_host`` (an ECR host; default: ``settings.target`` when that is on ECR) gives the
+        registry id and region; otherwise the caller's own registry in ``region`` /
+        ``settings.region`` is used.
         """
         tag_mutability = tag_mutability.upper()
         encryption = encryption.upper()
@@ -835,6 +836,11 @@ class Aws:
             raise InputError(f"invalid encryption {encryption!r}", "use AES256 or KMS")
         if kms_key and encryption != "KMS":
             raise InputError("a KMS key was given but encryption is not KMS", "add --encryption KMS")
+        if target_host is None and registry_id is None and region is None and self.settings.target:
+            with contextlib.suppress(InputError):
+                host = parse_target(self.settings.target).host
+                if is_ecr_host(host):
+                    target_host = host
         if target_host is not None:
             registry_id, region = self.ecr_target(target_host, force=force, account=registry_id, region=region)
         warnings: list[str] = []
