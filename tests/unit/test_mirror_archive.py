@@ -248,7 +248,8 @@ def test_cold_mirror_moves_each_unique_blob_once(source: Counting, target: Count
     expected = unique_blob_bytes(source.inner, TAG1)
     assert p.bytes_to_copy == sum(expected.values())
     assert p.blobs_to_copy == len(expected)
-    assert json.loads(json.dumps(p.to_dict()))["totals"]["images_to_copy"] == 6
+    assert json.loads(json.dumps(p.to_json()))["images_to_copy"] == 6
+    assert "6 of 6 images to copy" in p.describe()
     assert ev.of(PlanReady)[0].bytes_to_copy == p.bytes_to_copy
     assert target.calls["put_blob"] == 0 and target.calls["put_manifest"] == 0  # planning writes nothing
 

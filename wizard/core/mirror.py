@@ -193,26 +193,52 @@ class Plan:
         return sum(1 for i in self.images if i.action == "copy")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary: totals at the top level plus one entry per image."""
         return {
             "source": self.source,
             "target": self.target,
+            "images_total": len(self.images),
+            "images_to_copy": self.images_to_copy,
+            "images_skipped": sum(1 for i in self.images if i.action == "skip"),
+            "images_failed": sum(1 for i in self.images if i.action == "failed"),
+            "blobs": len(self.blobs),
+            "blobs_to_copy": self.blobs_to_copy,
+            "blobs_to_mount": self.blobs_to_mount,
+            "blobs_present": len(self._blobs("exists")),
+            "bytes_to_copy": self.bytes_to_copy,
+            "bytes_total": sum(b.size for b in self.blobs.values()),
             "images": [i.to_dict() for i in self.images],
-            "totals": {
-                "images": len(self.images),
-                "images_to_copy": self.images_to_copy,
-                "images_skipped": sum(1 for i in self.images if i.action == "skip"),
-                "images_failed": sum(1 for i in self.images if i.action == "failed"),
-                "blobs": len(self.blobs),
-                "blobs_to_copy": self.blobs_to_copy,
-                "blobs_to_mount": self.blobs_to_mount,
-                "blobs_present": len(self._blobs("exists")),
-                "bytes_to_copy": self.bytes_to_copy,
-                "bytes_total": sum(b.size for b in self.blobs.values()),
-            },
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+    to_json = to_dict  # ``--dry-run --json`` prints this
+
+    def describe(self) -> str:
+        """Human-readable plan, one line per image plus a total."""
+        lines = [f"Plan: {self.source} → {self.target}"]
+        for i in self.images:
+            j = i.job
+            if i.action == "skip":
+                what = f"up to date ({i.source_digest[:19]})"
+            elif i.action == "failed":
+                what = f"FAILED: {i.message}"
+            else:
+                extra = f", {i.blobs_to_mount} to mount" if i.blobs_to_mount else ""
+                plats = f" [{', '.join(i.platforms)}]" if i.platforms else ""
+                what = f"copy {i.blobs_to_copy} blobs, {_human(i.bytes_to_copy)}{extra}{plats}"
+            lines.append(f"  {i.key:<15} {j.source_repo}:{j.tag} → {j.target_repo}:{j.tag}  {what}")
+        lines.append(
+            f"Total: {self.images_to_copy} of {len(self.images)} images to copy, {self.blobs_to_copy} unique blobs, "
+            f"{_human(self.bytes_to_copy)} to move, {self.blobs_to_mount} to mount"
+        )
+        return "\n".join(lines)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
 
 
 def _error_text(e: BaseException) -> str:
