@@ -360,7 +360,7 @@ def _cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
     from wizard.core import policy
 
     if args.check:
-        findings = policy.check_policy(policy.load_policy_file(args.check))
+        findings = policy.check_policy(policy.load_policy_file(args.check), settings)
         if args.json:
             _print_json([f.__dict__ for f in findings])
         else:
