@@ -306,10 +306,20 @@ def test_refresh_gets_new_token_without_reassuming(aws: Aws) -> None:
     login = aws.vendor_login(role_arn())
     assert (login.assumptions, login.token_fetches, login.refreshes) == (1, 1, 0)
     gen = login.generation
-    cred = login.refresh()
+    # a bare refresh() right after a fetch is the tail of a 401 burst: no new fetch
+    assert login.refresh() is login.get()
+    assert (login.token_fetches, login.refreshes, login.generation) == (1, 0, gen)
+    # the caller says which credential was refused: fetch again
+    cred = login.refresh(gen)
     assert cred.password == f"{VENDOR}-auth-token"
     assert (login.assumptions, login.token_fetches, login.refreshes) == (1, 2, 1)
     assert login.generation == gen + 1
+    # ... but a stale generation (someone else refreshed meanwhile) does not fetch
+    assert login.refresh(gen) is cred and login.token_fetches == 2
+    # and once the burst window has passed, a bare refresh() fetches
+    login.dedupe_seconds = 0
+    login.refresh()
+    assert (login.token_fetches, login.refreshes) == (3, 2)
 
 
 def test_refresh_reassumes_when_sts_session_expired(aws: Aws) -> None:
@@ -326,10 +336,10 @@ def test_refresh_reassumes_when_sts_session_expired(aws: Aws) -> None:
     login2 = VendorLogin(aws, role_arn(), clock=lambda: later[0])
     login2.get()
     assert login2.assumptions == 1
-    login2.refresh()
+    login2.refresh(login2.generation)
     assert login2.assumptions == 1 and login2.token_fetches == 2  # session still fresh
     later[0] = login2.sts_expires_at - timedelta(minutes=1)  # type: ignore[operator]
-    login2.refresh()
+    login2.refresh(login2.generation)
     assert login2.assumptions == 2 and login2.token_fetches == 3
     # and get() alone renews once the session is due
     later[0] = login2.sts_expires_at - timedelta(seconds=10)  # type: ignore[operator]
@@ -337,8 +347,14 @@ def test_refresh_reassumes_when_sts_session_expired(aws: Aws) -> None:
     assert login2.assumptions == 3
 
 
-def test_concurrent_401s_cause_one_refresh(aws: Aws) -> None:
+@pytest.mark.parametrize("explicit_generation", [False, True])
+def test_concurrent_401s_cause_one_refresh(aws: Aws, explicit_generation: bool) -> None:
     login = aws.vendor_login(role_arn())
+    if explicit_generation:
+        login.dedupe_seconds = 0  # only the generation counter dedupes
+    else:
+        login.dedupe_seconds = 1.0  # the burst comes after the window of the first fetch
+        time.sleep(1.05)
     n = 10
     barrier = threading.Barrier(n)
     results: list[Credential] = []
@@ -348,8 +364,9 @@ def test_concurrent_401s_cause_one_refresh(aws: Aws) -> None:
     def worker() -> None:
         try:
             login.get()
+            seen = login.generation
             barrier.wait(timeout=10)  # everyone holds the same (rejected) token
-            cred = login.refresh()
+            cred = login.refresh(seen) if explicit_generation else login.refresh()
             with lock:
                 results.append(cred)
         except BaseException as exc:  # pragma: no cover - reported below
@@ -532,8 +549,8 @@ def test_target_login_uses_account_from_host(aws: Aws) -> None:
     cred = provider.get()
     assert (cred.username, cred.password) == ("AWS", f"{ACCOUNT}-auth-token")
     assert provider.registry_id == ACCOUNT and provider.region == "us-east-1"
-    provider.refresh()
-    assert provider.token_fetches == 2
+    provider.refresh(provider.generation)
+    assert provider.token_fetches == 2 and provider.refreshes == 1
 
 
 # -- denials in moto's auth-enforcement mode ------------------------------------------------------

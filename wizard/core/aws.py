@@ -21,6 +21,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -889,18 +890,22 @@ class Aws:
 
 
 class _GenerationalProvider:
-    """Base for providers shared by copy threads: concurrent ``refresh()`` calls do one fetch.
+    """Base for providers shared by copy threads: a burst of concurrent ``refresh()`` calls does one fetch.
 
-    Each thread remembers the generation of the credential it last got; ``refresh()`` from a
-    thread that has not yet seen the newest generation just returns the newest credential.
+    ``generation`` counts fetched credentials.  ``refresh(seen_generation)`` fetches only when the
+    caller's generation is still the newest (otherwise another thread already refreshed: the
+    newer credential is returned).  A bare ``refresh()`` (the CredentialProvider protocol) fetches
+    unless a fetch finished less than ``dedupe_seconds`` ago — the burst of 401s that one stale
+    token causes across threads then costs one fetch.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dedupe_seconds: float = 2.0) -> None:
         self._lock = threading.RLock()
-        self._local = threading.local()
         self._credential: Credential | None = None
+        self._fetched_at = float("-inf")
+        self.dedupe_seconds = dedupe_seconds
         self.generation = 0
-        self.refreshes = 0  # fetches done by refresh() (not the first one)
+        self.refreshes = 0  # fetches done by refresh() (not by get())
 
     def _renew_locked(self, force: bool) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -908,26 +913,30 @@ class _GenerationalProvider:
     def _due_locked(self) -> bool:
         return False
 
+    def _bump_locked(self) -> None:
+        self.generation += 1
+        self._fetched_at = time.monotonic()
+
     def get(self) -> Credential:
+        """The current credential; fetched on first use and when (nearly) expired."""
         with self._lock:
             if self._credential is None or self._due_locked():
                 self._renew_locked(force=False)
-                self.generation += 1
-            self._local.seen = self.generation
+                self._bump_locked()
             assert self._credential is not None
             return self._credential
 
     def refresh(self, seen_generation: int | None = None) -> Credential:
-        """A new credential (e.g. after a 401), unless another thread already got one since ours."""
+        """A new credential (e.g. after a 401), unless another thread already got one meanwhile."""
         with self._lock:
-            seen = seen_generation if seen_generation is not None else getattr(self._local, "seen", None)
-            if self._credential is not None and seen is not None and seen != self.generation:
-                self._local.seen = self.generation
-                return self._credential
+            if self._credential is not None:
+                if seen_generation is not None and seen_generation != self.generation:
+                    return self._credential
+                if seen_generation is None and time.monotonic() - self._fetched_at < self.dedupe_seconds:
+                    return self._credential
             self._renew_locked(force=True)
-            self.generation += 1
+            self._bump_locked()
             self.refreshes += 1
-            self._local.seen = self.generation
             assert self._credential is not None
             return self._credential
 
@@ -972,8 +981,9 @@ class VendorLogin(_GenerationalProvider):
         assumed: AssumedRole | None = None,
         refresh_margin: float = 300.0,
         clock: Callable[[], datetime] = _utcnow,
+        dedupe_seconds: float = 2.0,
     ) -> None:
-        super().__init__()
+        super().__init__(dedupe_seconds)
         self.aws = aws
         self.settings = aws.settings
         self.role_arn = check_role_arn(role_arn)
@@ -1071,8 +1081,10 @@ class VendorLogin(_GenerationalProvider):
 class EcrTokenProvider(_GenerationalProvider):
     """Registry credentials for the user's own ECR registry (the target), from the user's credentials."""
 
-    def __init__(self, aws: Aws, registry_id: str | None, region: str, registry: str = "") -> None:
-        super().__init__()
+    def __init__(
+        self, aws: Aws, registry_id: str | None, region: str, registry: str = "", dedupe_seconds: float = 2.0
+    ) -> None:
+        super().__init__(dedupe_seconds)
         self.aws = aws
         self.registry_id = registry_id
         self.region = region
