@@ -484,11 +484,24 @@ class _ImageRun:
 
 
 class _Counted(BlobReader):
-    """Wraps a source reader: counts bytes into the run, checks ``cancel`` between chunks."""
+    """Wraps a source reader: counts bytes into the run, checks ``cancel`` between chunks.
 
-    def __init__(self, inner: BlobReader, run: _Run, blob: _BlobRun) -> None:
-        self.inner, self.run, self.blob = inner, run, blob
+    Passes on the reader's ``verified_digest`` (the target need not hash again) and ``reopen()``
+    (the target may resend a blob whose upload failed; the count then restarts).
+    """
+
+    def __init__(self, inner: BlobReader, run: _Run, blob: _BlobRun, start: int) -> None:
+        self.inner, self.run, self.blob, self.start = inner, run, blob, start
         self.size = inner.size
+        self.verified_digest = getattr(inner, "verified_digest", None)
+        if callable(getattr(inner, "reopen", None)):
+            self.reopen = self._reopen
+
+    def _reopen(self) -> _Counted:
+        fresh = self.inner.reopen()  # type: ignore[attr-defined]
+        with self.run.lock:
+            self.blob.moved = self.start
+        return _Counted(fresh, self.run, self.blob, self.start)
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.inner:
@@ -692,7 +705,8 @@ class _Run:
                 self._blob_event(br, "copying")
             try:
                 with self.source.open_blob(bp.source_repo, bp.digest) as reader:
-                    self.target.put_blob(repo, bp.digest, bp.size, _Counted(reader, self, br), _noop_progress)
+                    counted_reader = _Counted(reader, self, br, start)
+                    self.target.put_blob(repo, bp.digest, bp.size, counted_reader, _noop_progress)
             except Exception as e:
                 with self.lock:
                     br.moved = start
