@@ -109,6 +109,30 @@ def _common_parser(suppress: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--ca-file", type=Path, default=_env("ca-file"), help="PEM CA bundle to trust for registries")
     g.add_argument("--target-username", default=_env("target-username"), help="username for your registry")
     g.add_argument(
+        "--target-ecr",
+        action="store_true",
+        default=_env_flag("target-ecr"),
+        help="treat the target as Amazon ECR (token from your credentials, repositories created)",
+    )
+    g.add_argument(
+        "--tag-mutability",
+        choices=("MUTABLE", "IMMUTABLE"),
+        default=_env("tag-mutability"),
+        help="for ECR repositories the wizard creates (IMMUTABLE blocks re-pushing a moving tag like staging)",
+    )
+    g.add_argument(
+        "--scan-on-push",
+        action="store_true",
+        default=_env_flag("scan-on-push"),
+        help="enable scan on push for ECR repositories the wizard creates",
+    )
+    g.add_argument(
+        "--session-duration",
+        type=int,
+        default=_env("session-duration"),
+        help="seconds for the assumed-role session (900-43200, default 3600)",
+    )
+    g.add_argument(
         "--target-password-stdin",
         action="store_true",
         default=_env_flag("target-password-stdin"),
@@ -237,6 +261,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kw["engine"] = "archive"
     if getattr(args, "demo", False):
         kw["demo"] = True
+    for flag in ("target_ecr", "scan_on_push"):
+        if getattr(args, flag, False):
+            kw[flag] = True
+    if getattr(args, "tag_mutability", None):
+        kw["tag_mutability"] = args.tag_mutability
+    if getattr(args, "session_duration", None) is not None:
+        try:
+            kw["session_duration"] = int(args.session_duration)
+        except ValueError as exc:
+            raise InputError("--session-duration must be a number of seconds", "e.g. 3600") from exc
     return Settings(**kw).validate()
 
 

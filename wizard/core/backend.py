@@ -99,6 +99,7 @@ class RealBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._aws = None
+        self.warnings: list[str] = []
 
     @property
     def aws(self):  # type: ignore[no-untyped-def]
@@ -117,7 +118,7 @@ class RealBackend:
         return RoleOutcome(status=str(out.status), arn=out.arn, message=getattr(out, "message", ""))
 
     def login_vendor(self, role_arn: str) -> VendorAccess:
-        return self.aws.vendor_login(role_arn)  # type: ignore[no-any-return]
+        return self.aws.vendor_login(role_arn, self.settings.session_duration)  # type: ignore[no-any-return]
 
     def probe(self, access: VendorAccess, tag: str) -> ProbeResult:
         res = self.aws.probe(access, tag)
@@ -135,7 +136,7 @@ class RealBackend:
 
         provider: CredentialProvider
         if credential is None and self.is_ecr(target):
-            provider = self.aws.target_login(target.host)
+            provider = self.aws.target_login(target.host, force=self.settings.target_ecr)
         else:
             provider = StaticCredentials(credential or docker_config_credential(target.host))
         host = f"http://{target.host}" if target.insecure else target.host
@@ -144,9 +145,18 @@ class RealBackend:
     def is_ecr(self, target: Target) -> bool:
         from wizard.core.aws import is_ecr_host
 
-        return bool(is_ecr_host(target.host))
+        return self.settings.target_ecr or bool(is_ecr_host(target.host))
 
     def prepare_target(self, target: Target, services: tuple[str, ...]) -> list[str]:
+        """Create missing ECR repositories (ECR does not create on push); no-op for other registries."""
         if not self.is_ecr(target):
             return []
-        return list(self.aws.ensure_target_repositories([target.repo(s) for s in services]))
+        outcome = self.aws.ensure_target_repositories(
+            [target.repo(s) for s in services],
+            tag_mutability=self.settings.tag_mutability,
+            scan_on_push=self.settings.scan_on_push,
+            target_host=target.host,
+            force=self.settings.target_ecr,
+        )
+        self.warnings = list(getattr(outcome, "warnings", []))
+        return list(outcome)

@@ -155,6 +155,11 @@ class Settings:
     insecure_registries: tuple[str, ...] = ()
     ca_file: Path | None = None
     target_username: str = ""
+    #: treat the target as ECR even when its name does not say so (tests point it at loopback)
+    target_ecr: bool = False
+    tag_mutability: str = "MUTABLE"
+    scan_on_push: bool = False
+    session_duration: int = 3600
     demo: bool = False
 
     @property
@@ -192,6 +197,12 @@ class Settings:
             raise InputError(f"unknown engine {self.engine!r}", f"choose one of: {', '.join(ENGINES)}")
         for host in self.insecure_registries:
             validate_host(host)
+        if self.tag_mutability not in ("MUTABLE", "IMMUTABLE"):
+            raise InputError(f"invalid tag mutability {self.tag_mutability!r}", "use MUTABLE or IMMUTABLE")
+        if not 900 <= self.session_duration <= 43200:
+            raise InputError(
+                f"invalid session duration {self.session_duration}", "use 900 to 43200 seconds (default 3600)"
+            )
         if self.ca_file is not None and not self.ca_file.is_file():
             raise InputError(f"CA file {self.ca_file} does not exist", "pass --ca-file with a PEM file")
         return self
@@ -218,8 +229,10 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, object]
             out[f.name] = tuple(s.strip() for s in raw.split(",") if s.strip())
         elif f.name in ("dir", "env_file", "state_file", "archive", "from_archive", "ca_file"):
             out[f.name] = Path(raw)
-        elif f.name == "demo":
+        elif f.name in ("demo", "target_ecr", "scan_on_push"):
             out[f.name] = raw.lower() in ("1", "true", "yes", "on")
+        elif f.name == "session_duration":
+            out[f.name] = int(raw) if raw.isdigit() else -1
         else:
             out[f.name] = raw
     return out

@@ -402,8 +402,7 @@ class Wizard:
         source, target_tp, tgt = self._source_and_target()
         try:
             if tgt is not None:
-                for created in self.backend.prepare_target(tgt, self.settings.services):
-                    emit(Info(f"created repository {created}", step="mirror"))
+                self._prepare_target(tgt, emit)
             plan = mirror.plan(source, target_tp, self._jobs(tgt), emit)
             self.last_plan = plan
             result = mirror.execute(plan, source, target_tp, emit, cancel)
@@ -435,6 +434,12 @@ class Wizard:
             self.mark("verify", "skipped", "archive export")
         return f"{len(checks)} images at {self.tag} verified"
 
+    def _prepare_target(self, tgt: Target, emit: Emit) -> None:
+        for created in self.backend.prepare_target(tgt, self.settings.services):
+            emit(Info(f"created repository {created}", step="mirror"))
+        for warning in getattr(self.backend, "warnings", []):
+            emit(Info(warning, level="warning", step="mirror"))
+
     def _target_ref(self, tgt: Target | None, service: str) -> str:
         if tgt is None:
             return f"{self.state.inputs.get('archive', '')}#{self.settings.source_repo(service)}:{self.tag}"
@@ -447,8 +452,7 @@ class Wizard:
         access = self.vendor_access()
         engine = DockerEngineMirror()
         emit(Info(DockerEngineMirror.CAVEAT, level="warning", step="mirror"))
-        for created in self.backend.prepare_target(tgt, self.settings.services):
-            emit(Info(f"created repository {created}", step="mirror"))
+        self._prepare_target(tgt, emit)
         for service in self.settings.services:
             if cancel.is_set():
                 raise Cancelled("stopped by request", "run again to resume")
