@@ -568,7 +568,7 @@ def _cmd_mirror(args: argparse.Namespace, wizard: Any) -> int:
     if args.dry_run:
         plan = wizard.mirror_plan()
         if args.json:
-            _print_json(plan.to_json())
+            _print_json(plan.to_dict())
         else:
             print(plan.describe())
         return EXIT_OK

@@ -103,7 +103,7 @@ def test_rerun_when_done_moves_nothing(tmp_path: Path) -> None:
         wiz.run_pending()
         assert wiz.run_pending() == []
         plan = wiz.mirror_plan()
-        assert plan.to_json()["bytes_to_copy"] == 0
+        assert plan.to_dict()["bytes_to_copy"] == 0
 
 
 def test_inputs_are_validated(tmp_path: Path) -> None:

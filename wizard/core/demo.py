@@ -195,5 +195,11 @@ def prepare(folder: Path | None, settings: Settings | None = None, pace: float =
     if not env.exists():
         shutil.copyfile(folder / ".env.example", env)
     base = settings or Settings()
-    demo_settings = base.with_(dir=folder, demo=True, state_file=base.state_file)
+    demo_settings = base.with_(
+        dir=folder,
+        demo=True,
+        state_file=base.state_file,
+        target=base.target or DEMO_TARGET,
+        role_arn=base.role_arn or f"arn:aws:iam::{DEMO_ACCOUNT}:role/{DEMO_ROLE_NAME}",
+    )
     return demo_settings, DemoBackend(demo_settings, folder / ".currents-wizard" / "demo", pace=pace)
