@@ -490,6 +490,12 @@ class RegistryClient:
     def _fail(self, resp: httpx.Response, what: str) -> RegistryHTTPError:
         body = b"" if resp.request.method == "HEAD" else resp.read()
         resp.close()
+        if resp.status_code == 400 and b"HTTPS server" in body[:512] and resp.url.scheme == "http":
+            raise RegistryConnectionError(
+                f"{self.host} speaks HTTPS, not plain HTTP",
+                f"use https://{self.host} (with --ca-file if it has a private CA) instead of http://",
+                retryable=False,
+            )
         return http_error(self.host, what, resp.status_code, body, resp.reason_phrase)
 
     # -- API ------------------------------------------------------------------------------------
