@@ -569,11 +569,20 @@ class RegistryClient:
             raw = resp.content
             if len(raw) > MAX_MANIFEST_BYTES:
                 raise RegistryError(f"{what}: manifest is larger than 4 MiB", "this is not an image manifest")
+            media_type = detect_media_type(raw, resp.headers.get("content-type", ""))
+            if media_type == DOCKER_MANIFEST_V1_SIGNED:
+                # schema 1 digests cover the payload without its signatures: not sha256(raw).
+                return Manifest(raw=raw, media_type=media_type)
             header = resp.headers.get("docker-content-digest", "").strip()
             expected = [d for d in (header, reference if is_digest(reference) else "") if d]
-            bad = [d for d in expected if digest_of(raw, d.split(":", 1)[0]) != d] if expected else []
+            for d in expected:
+                if d.split(":", 1)[0] not in hashlib.algorithms_available:
+                    raise ManifestVerificationError(
+                        f"{what}: cannot verify digest {d} (unknown algorithm)", "only sha256/sha512 are supported"
+                    )
+            bad = [d for d in expected if digest_of(raw, d.split(":", 1)[0]) != d]
             if not bad:
-                return Manifest(raw=raw, media_type=detect_media_type(raw, resp.headers.get("content-type", "")))
+                return Manifest(raw=raw, media_type=media_type)
             last = ManifestVerificationError(
                 f"{self.host}/{repo}:{reference}: manifest bytes hash to {digest_of(raw)}, expected {bad[0]}",
                 "the download was corrupted or the registry is inconsistent; run again",
