@@ -401,6 +401,9 @@ class Wizard:
 
         source, target_tp, tgt = self._source_and_target()
         try:
+            for transport in (source, target_tp):
+                for warning in getattr(transport, "warnings", ()):
+                    emit(Info(warning, level="warning", step="mirror"))
             if tgt is not None:
                 self._prepare_target(tgt, emit)
             plan = mirror.plan(source, target_tp, self._jobs(tgt), emit)
