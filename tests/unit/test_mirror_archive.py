@@ -23,7 +23,7 @@ import pytest
 from wizard.core import mirror
 from wizard.core.demo_images import DEMO_TAGS, make_demo_vendor
 from wizard.core.errors import Cancelled, WizardError
-from wizard.core.events import BlobProgress, Event, ImageProgress, PlanReady
+from wizard.core.events import BlobProgress, Event, ImageProgress, Info, PlanReady
 from wizard.core.settings import SERVICES, SOURCE_PREFIX
 from wizard.core.transports.archive import (
     ArchiveError,
@@ -398,8 +398,11 @@ def test_transient_copy_failure_is_retried(source: Counting, tmp_path: Path) -> 
             super().put_blob(repo, digest, size, reader, progress)
 
     tgt = OnceBroken(OciLayoutTransport(tmp_path / "t"))
-    result = mirror.mirror(source, tgt, jobs(TAG1, services=("director",)))
+    ev = Events()
+    result = mirror.mirror(source, tgt, jobs(TAG1, services=("director",)), ev)
     assert result.ok and result.blobs_copied == len(tgt.failed) == 5
+    warnings = [e for e in ev.of(Info) if e.level == "warning"]
+    assert len(warnings) == 5 and "connection reset" in warnings[0].message
 
 
 def test_refused_mounts_fall_back_to_copies_and_totals_follow(source: Counting, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wizard.core.errors import AccessNotGranted, Cancelled, WizardError
-from wizard.core.events import BlobProgress, Emit, Event, ImageProgress, PlanReady, discard
+from wizard.core.events import BlobProgress, Emit, Event, ImageProgress, Info, PlanReady, discard
 from wizard.core.transports.base import (
     IMAGE_MANIFEST_TYPES,
     INDEX_TYPES,
@@ -717,6 +717,14 @@ class _Run:
                 if self.stopping() or isinstance(e, Cancelled) or getattr(e, "fatal", False):
                     raise
                 last = e
+                if attempt + 1 < COPY_ATTEMPTS:
+                    self.emit(
+                        Info(
+                            f"copying {bp.digest[:19]} to {repo} failed ({_error_text(e)}); trying again",
+                            level="warning",
+                            step="mirror",
+                        )
+                    )
                 if attempt + 1 < COPY_ATTEMPTS and self.cancel.wait(0.5 * 2**attempt * (0.5 + random.random())):
                     raise Cancelled("mirror cancelled", "run it again to resume") from e
                 continue
