@@ -1,0 +1,64 @@
+"""Small text formatters shared by the screens (bytes, rates, durations, digests)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``; whole bytes below 1 KiB."""
+    value = float(n)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} {_UNITS[-1]}"  # pragma: no cover - loop always returns
+
+
+def human_rate(bytes_per_second: float) -> str:
+    return f"{human_bytes(bytes_per_second)}/s" if bytes_per_second > 0 else "—"
+
+
+def clock_duration(seconds: float | None) -> str:
+    """``75`` -> ``1:15``; ``3725`` -> ``1:02:05``; None -> ``—``."""
+    if seconds is None or seconds < 0:
+        return "—"
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def time_left(expires_at: datetime | str | None, now: datetime) -> str:
+    """``expires in 59 min`` / ``expires in 11 h 59 min`` / ``expired 3 min ago`` / ``""``."""
+    if not expires_at:
+        return ""
+    if isinstance(expires_at, str):
+        try:
+            expires_at = datetime.fromisoformat(expires_at)
+        except ValueError:
+            return ""
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=timezone.utc)
+    delta = int((expires_at - now).total_seconds())
+    span = _span(abs(delta))
+    return f"expires in {span}" if delta >= 0 else f"expired {span} ago"
+
+
+def _span(seconds: int) -> str:
+    minutes = seconds // 60
+    if minutes < 1:
+        return "under a minute"
+    h, m = divmod(minutes, 60)
+    if not h:
+        return f"{m} min"
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def short_digest(digest: str, width: int = 19) -> str:
+    """``sha256:0123456789abcdef…`` (algorithm + the first hex digits)."""
+    if not digest:
+        return "—"
+    return digest if len(digest) <= width else digest[:width] + "…"

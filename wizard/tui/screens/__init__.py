@@ -1,0 +1,1 @@
+"""One screen per module: the six steps (verify is shown by ``done``), welcome, and the modals."""

@@ -1,0 +1,1 @@
+"""Reusable widgets of the wizard's Textual front end (one per module)."""
