@@ -90,7 +90,9 @@ def engine_child(argv: list[str]) -> int:
     t3 = time.monotonic()
     src.close()
     dst.close()
+    requests = {"source_requests": src.client.stats.requests, "target_requests": dst.client.stats.requests}
     out = {
+        **requests,
         "ok": result.ok,
         "failed": [f"{i.key}: {i.message}" for i in result.failed],
         "bytes_copied": result.bytes_copied,
