@@ -510,6 +510,34 @@ def test_tar_round_trip_and_incremental_update(vendor: Path, tmp_path: Path) -> 
     assert all(c.ok for c in mirror.verify(r4, final).values())
 
 
+def test_tar_not_written_before_an_image_is_complete(vendor: Path, tmp_path: Path) -> None:
+    empty = open_archive(tmp_path / "none.tar", create=True)
+    empty.close()  # nothing happened: no tar, no staging folder
+    assert list(tmp_path.iterdir()) == []
+
+    cancel = threading.Event()
+    chunks = Counter[str]()
+
+    def on_chunk(_n: int) -> None:
+        chunks["n"] += 1
+        if chunks["n"] == 40:  # after the first blobs, before the first complete image
+            cancel.set()
+
+    src = ChunkedSource(OciLayoutTransport(vendor, create=False), on_chunk=on_chunk)
+    out = open_archive(tmp_path / "partial.tar", create=True)
+    with pytest.raises(Cancelled):
+        mirror.mirror(src, out, jobs(TAG1, target_prefix=SOURCE_PREFIX), cancel=cancel, parallel=1)
+    out.close()  # blobs but no complete image: staging kept for the re-run, no tar yet
+    assert not (tmp_path / "partial.tar").exists() and (tmp_path / "partial.tar.partial").is_dir()
+    again = open_archive(tmp_path / "partial.tar", create=True)
+    result = mirror.mirror(OciLayoutTransport(vendor, create=False), again, jobs(TAG1, target_prefix=SOURCE_PREFIX))
+    again.close()
+    cold = sum(unique_blob_bytes(OciLayoutTransport(vendor, create=False), TAG1).values())
+    assert result.ok and 0 < result.bytes_copied < cold  # the staged blobs were kept and used
+    assert OciTarTransport(tmp_path / "partial.tar").list_tags(f"{SOURCE_PREFIX}/api") == [TAG1]
+    assert not (tmp_path / "partial.tar.partial").exists()
+
+
 def test_tar_source_rejects_writes_and_gzip(tmp_path: Path, vendor: Path) -> None:
     from wizard.core.transports.archive import pack_layout
 

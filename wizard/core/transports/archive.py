@@ -745,9 +745,19 @@ class OciArchive(Transport):
             return self.path
 
     def close(self) -> None:
-        """Commit, unless a disk-full error happened (then the staging folder is kept for a re-run)."""
-        if not self._broken:
-            self.commit()
+        """Commit — unless a disk-full error happened or no image is complete yet (then the staging
+        folder is kept for a re-run, or removed when it holds nothing)."""
+        if self._broken:
+            return
+        layout = self._layout
+        if layout is not None and self._dirty and not self.path.is_file() and not layout.refs():
+            blobs = layout.root / "blobs" / "sha256"
+            if not any(p for p in blobs.iterdir() if not p.name.startswith(".")):
+                with self._lock:
+                    shutil.rmtree(self.staging, ignore_errors=True)
+                    self._layout, self._dirty = None, False
+            return
+        self.commit()
 
 
 def open_archive(path: str | os.PathLike[str], create: bool = False) -> Transport:
