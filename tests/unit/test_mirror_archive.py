@@ -601,3 +601,15 @@ def test_disk_full_while_packing_tar_keeps_staging(vendor: Path, tmp_path: Path,
     with pytest.raises(ArchiveError, match="disk full"):
         pack_layout(vendor, tiny_fs / "x.tar")
     assert list(tiny_fs.iterdir()) == []
+
+
+def test_a_failing_progress_handler_does_not_break_the_copy(source: Counting, target: Counting) -> None:
+    calls = Counter[str]()
+
+    def bad_emit(_e: Event) -> None:
+        calls["n"] += 1
+        raise RuntimeError("UI bug")
+
+    result = mirror.execute(mirror.plan(source, target, jobs(TAG1), bad_emit), source, target, bad_emit)
+    assert result.ok and calls["n"] > 6
+    assert all(c.ok for c in mirror.verify(result, target.inner).values())

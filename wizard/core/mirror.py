@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import queue
 import random
 import threading
@@ -46,6 +47,8 @@ from wizard.core.transports.base import (
     Manifest,
     Transport,
 )
+
+log = logging.getLogger(__name__)
 
 EMIT_INTERVAL = 0.1  # seconds between progress events for one blob / one image
 COPY_ATTEMPTS = 3  # per blob and target repository (a failed stream cannot be replayed by the transport)
@@ -379,13 +382,15 @@ def plan(
             else:
                 img.blobs_to_mount += 1
     result = Plan(images=images, blobs=blobs, source=source.name, target=target.name)
-    emit(
-        PlanReady(
-            images=tuple(i.to_dict() for i in images),
-            bytes_to_copy=result.bytes_to_copy,
-            blobs_to_copy=result.blobs_to_copy,
-        )
+    ready = PlanReady(
+        images=tuple(i.to_dict() for i in images),
+        bytes_to_copy=result.bytes_to_copy,
+        blobs_to_copy=result.blobs_to_copy,
     )
+    try:
+        emit(ready)
+    except Exception:  # a front end's bug must not break the run
+        log.exception("progress handler failed on PlanReady")
     return result
 
 
@@ -576,7 +581,10 @@ class _Run:
     # -- events ---------------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
         with self.lock:
-            self._emit(event)
+            try:
+                self._emit(event)
+            except Exception:  # a front end's bug must not break the copy
+                log.exception("progress handler failed on %r", event)
 
     def _blob_event(self, br: _BlobRun, state: str) -> None:
         br.last_emit = time.monotonic()
@@ -637,6 +645,10 @@ class _Run:
                 return
             try:
                 fn()
+            except Exception as e:  # a bug: stop the run cleanly rather than hang or die silently
+                log.exception("mirror task failed")
+                with self.lock:
+                    self.abort_message = self.abort_message or f"internal error: {_error_text(e)}"
             finally:
                 self.task_done()
 
@@ -644,29 +656,36 @@ class _Run:
         def run() -> None:
             bp = br.plan
             have = list(bp.present_in)
-            for repo in bp.missing_in:
-                error = ""
-                if self.stopping():
-                    error = self.abort_message or "cancelled"
-                else:
-                    try:
-                        self.place(br, repo, have)
-                        have.append(repo)
-                    except Exception as e:
-                        error = self.abort_message or ("cancelled" if self.cancel.is_set() else _error_text(e))
-                        if getattr(e, "fatal", False):
-                            with self.lock:
-                                self.abort_message = self.abort_message or _error_text(e)
-                            error = self.abort_message
-                self.blob_placed(br, repo, error)
-            with self.lock:
-                if br.failed:
-                    state = "failed"
-                elif br.copied or not br.mounted:
-                    state = "done"
-                else:
-                    state = "mounted"
-                self._blob_event(br, state)
+            remaining = list(bp.missing_in)
+            try:
+                while remaining:
+                    repo = remaining[0]
+                    error = ""
+                    if self.stopping():
+                        error = self.abort_message or "cancelled"
+                    else:
+                        try:
+                            self.place(br, repo, have)
+                            have.append(repo)
+                        except Exception as e:
+                            error = self.abort_message or ("cancelled" if self.cancel.is_set() else _error_text(e))
+                            if getattr(e, "fatal", False):
+                                with self.lock:
+                                    self.abort_message = self.abort_message or _error_text(e)
+                                error = self.abort_message
+                    remaining.pop(0)
+                    self.blob_placed(br, repo, error)
+            finally:
+                for repo in remaining:  # only after a bug: keep the images' bookkeeping whole
+                    self.blob_placed(br, repo, self.abort_message or "internal error")
+                with self.lock:
+                    if br.failed:
+                        state = "failed"
+                    elif br.copied or not br.mounted:
+                        state = "done"
+                    else:
+                        state = "mounted"
+                    self._blob_event(br, state)
 
         return run
 
