@@ -255,8 +255,12 @@ class MirrorScreen(WizardScreen):
             self.query_one("#start", Button).disabled = running or self.wapp.is_busy("step")
             self.query_one("#plan", Button).disabled = self.wapp.is_busy("plan") or running
             self.query_one("#cancel", Button).display = running
-            failed = bool(progress.failed()) or self.wizard.status("mirror") == "failed"
-            self.query_one("#retry", Button).display = not running and failed
+            rec = self.wizard.state.step("mirror")
+            failed = rec.status == "failed" or (rec.status != "done" and bool(progress.failed()))
+            interrupted = rec.status == "pending" and rec.summary.startswith("interrupted")
+            retry = self.query_one("#retry", Button)
+            retry.display = not running and (failed or interrupted)
+            retry.label = "Retry failed" if failed else "Resume"
             self.query_one("#edit", Button).display = not running and not self._form_visible()
         self._render_summary()
         self._render_table()
