@@ -73,9 +73,9 @@ def test_seeded_digests_match_skopeo(seeded_vendor: SeededVendor) -> None:
         for svc in seeded_vendor.services:
             got = skopeo_digest(seeded_vendor.ref(svc, tag), creds=seeded_vendor.auth)
             assert got == seeded_vendor.digests[tag][svc], (svc, tag)
-    assert skopeo_list_tags(f"{seeded_vendor.host}/{seeded_vendor.repo('api')}", creds=seeded_vendor.auth) == sorted(
-        seeded_vendor.tags
-    )
+    # other tests may add their own tags to the shared vendor registry: ours must all be there
+    listed = skopeo_list_tags(f"{seeded_vendor.host}/{seeded_vendor.repo('api')}", creds=seeded_vendor.auth)
+    assert set(seeded_vendor.tags) <= set(listed)
 
 
 def test_seeded_shape(seeded_vendor: SeededVendor) -> None:
