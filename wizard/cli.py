@@ -490,7 +490,11 @@ def _cmd_run(args: argparse.Namespace, wizard: Any) -> int:
             raise InputError(f"unknown step {s!r} in --steps", f"choose from: {', '.join(STEP_IDS)}")
     if wizard.settings.tag and wizard.mode() == "done" and wizard.settings.tag != wizard.tag:
         wizard.begin_upgrade(wizard.settings.tag)
-    pending = [s for s in STEP_IDS if s in only and wizard.status(s) not in ("done", "skipped")]
+    pending = (
+        wizard.pending_steps(only)
+        if not args.dry_run
+        else [s for s in STEP_IDS if s in only and wizard.status(s) not in ("done", "skipped")]
+    )
     if args.print_commands:
         _print_commands(wizard)
     if args.dry_run:

@@ -162,3 +162,36 @@ def test_docker_engine_path(
     for s in ("director", "writer"):
         pushed = st["images"][TAG_OLD][s]["target_digest"]
         assert pushed == skopeo_digest(f"docker://{fresh_registry.host}/viadocker/{s}:{TAG_OLD}")
+
+
+def test_air_gapped_archive_round_trip(
+    env: dict[str, str], seeded_vendor: SeededVendor, fresh_registry: Registry, tmp_path: Path, onprem: Path
+) -> None:
+    """Outside: vendor registry → one .tar file. Inside (no AWS at all): .tar → internal registry."""
+    tar = tmp_path / "currents-images.tar"
+    out = wizard("mirror", "--yes", "--archive", str(tar), env=env)
+    assert out.returncode == 0, out.stderr
+    assert tar.is_file() and tar.stat().st_size > 0
+
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    shutil.copyfile(onprem / ".env.example", inside / ".env")
+    shutil.copyfile(onprem / "VERSION", inside / "VERSION")
+    no_aws = {k: v for k, v in env.items() if not k.startswith("AWS_") and not k.startswith("CURRENTS_WIZARD_")}
+    no_aws["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"  # any AWS call would fail loudly
+    run = wizard(
+        "run",
+        "--yes",
+        "--dir",
+        str(inside),
+        "--from-archive",
+        str(tar),
+        "--target",
+        f"http://{fresh_registry.host}/internal",
+        env=no_aws,
+    )
+    assert run.returncode == 0, run.stderr
+    assert target_digests(fresh_registry, "internal", TAG_OLD) == seeded_vendor.digests[TAG_OLD]
+    st = json.loads((inside / ".currents-wizard" / "state.json").read_text())
+    assert [st["steps"][s]["status"] for s in ("policy", "share", "auth")] == ["skipped"] * 3
+    assert f"DC_CURRENTS_IMAGE_REPOSITORY={fresh_registry.host}/internal/\n" in (inside / ".env").read_text()

@@ -273,13 +273,21 @@ class Wizard:
         self, emit: Emit = discard, cancel: threading.Event | None = None, only: Iterable[str] | None = None
     ) -> list[str]:
         """Run every step that is not done (optionally only those in ``only``); returns those run."""
-        wanted = set(only) if only is not None else set(STEP_IDS)
         ran = []
-        for sid in STEP_IDS:
-            if sid in wanted and self.status(sid) not in DONE_STATES:
-                self.run_step(sid, emit, cancel)
-                ran.append(sid)
+        for sid in self.pending_steps(only):
+            self.run_step(sid, emit, cancel)
+            ran.append(sid)
         return ran
+
+    def pending_steps(self, only: Iterable[str] | None = None) -> list[str]:
+        """The steps a run would execute, in order (optionally limited to ``only``)."""
+        wanted = set(only) if only is not None else set(STEP_IDS)
+        if self.state.inputs.get("from_archive"):
+            # images come from an archive carried in: no AWS role, token or access check needed
+            for sid in ("policy", "share", "auth"):
+                if self.status(sid) not in DONE_STATES:
+                    self.mark(sid, "skipped", "not needed: images come from an archive")
+        return [sid for sid in STEP_IDS if sid in wanted and self.status(sid) not in DONE_STATES]
 
     def mark(self, step_id: str, status: str, summary: str = "") -> None:
         with self._lock:
