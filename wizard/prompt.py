@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import re
 import shlex
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -145,6 +147,35 @@ def resume_command(settings: Settings, cwd: Path | None = None) -> str:
     return shlex.join(parts)
 
 
+@contextlib.contextmanager
+def _keys_held() -> Iterator[None]:
+    """While work runs, keys typed on the terminal are not echoed (an echoed Enter would tear the
+    live display) and are dropped afterwards, so a stray Enter never answers the next question."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd):
+            raise ValueError("not a terminal")
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError, AttributeError):
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except termios.error:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcflush(fd, termios.TCIFLUSH)
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
 class PlainFrontEnd:
     """The questionary + Rich flow over one opened :class:`Wizard`."""
 
@@ -179,19 +210,8 @@ class PlainFrontEnd:
             return EXIT_BAD_INPUT
 
     # -- prompts -----------------------------------------------------------------------------
-    def _text(
-        self,
-        message: str,
-        default: str = "",
-        check: Callable[[str], object] | None = None,
-        instruction: str | None = None,
-    ) -> str:
-        question = questionary.text(
-            message,
-            default=default,
-            validate=_validator(check) if check else None,
-            instruction=instruction,
-        )
+    def _text(self, message: str, default: str = "", check: Callable[[str], object] | None = None) -> str:
+        question = questionary.text(message, default=default, validate=_validator(check) if check else None)
         return str(question.unsafe_ask()).strip()
 
     def _password(self, message: str) -> str:
@@ -257,7 +277,7 @@ class PlainFrontEnd:
                 events.put(_DONE)
 
         worker = threading.Thread(target=target, name="wizard-step", daemon=True)
-        with EventView(self.console, activity, bars=bars) as view:
+        with _keys_held(), EventView(self.console, activity, bars=bars) as view:
             worker.start()
             try:
                 self._pump(events, view)
@@ -321,24 +341,29 @@ class PlainFrontEnd:
     def _welcome(self) -> None:
         w = self.wizard
         s = w.settings
-        lines = [
-            Text.assemble(("Folder   ", "dim"), str(s.dir)),
-            Text.assemble((".env     ", "dim"), str(s.env_path)),
-            Text.assemble(("Images   ", "dim"), f"{len(s.services)} from {s.vendor_registry}/{s.source_prefix}"),
-        ]
+        facts = Table.grid(padding=(0, 2))
+        facts.add_column(style="dim", no_wrap=True)
+        facts.add_column(overflow="fold")
+        facts.add_row("Folder", str(s.dir))
+        facts.add_row(".env", str(s.env_path))
+        facts.add_row("Images", f"{len(s.services)} from {s.vendor_registry}/{s.source_prefix}")
+        body: list[Any] = [facts]
         if self.demo:
-            lines.append(Text("Demo mode: AWS and registries are simulated; nothing leaves this machine.", "yellow"))
-        self.console.print(Panel(Group(*lines), title="Currents on-prem image wizard", title_align="left"))
+            body.append(Text("Demo mode: AWS and registries are simulated; nothing leaves this machine.", "yellow"))
+        self.console.print(Panel(Group(*body), title="Currents on-prem image wizard", title_align="left"))
         mode = w.mode()
         if mode == "first-run":
-            self._note("Six steps: each is saved as it finishes, so you can stop at any prompt and come back.")
+            steps = Table.grid(padding=(0, 2))
+            steps.add_column(no_wrap=True)
+            steps.add_column(style="dim")
             for i, info in enumerate(w.steps(), 1):
-                self.console.print(Text.assemble(f"  {i}. ", (info.title, "bold"), (f" — {info.description}", "dim")))
+                steps.add_row(Text(f"{i}. {info.title}", style="bold"), info.description)
+            self.console.print(steps)
+            self._note("Each step is saved as it finishes: you can stop at any prompt and come back later.")
             tag = self._text(
-                "Image tag to mirror:",
+                "Image tag to mirror (the release you are installing):",
                 default=w.tag,
                 check=validate_tag,
-                instruction="(the release you are installing, e.g. 2026-01-26-001)",
             )
             w.set_input("tag", tag)
             return
@@ -422,10 +447,9 @@ class PlainFrontEnd:
         w = self.wizard
         default = w.state.inputs.get("role_arn") or (DEMO_ROLE_ARN if self.demo else "")
         arn = self._text(
-            "Your role's ARN:",
+            "Your role's ARN (arn:aws:iam::ACCOUNT:role/NAME):",
             default=default,
             check=policy.validate_role_arn,
-            instruction="(arn:aws:iam::ACCOUNT:role/NAME)",
         )
         w.set_input("role_arn", arn)
         self._run_step("share", "Preparing the message…")
@@ -486,10 +510,9 @@ class PlainFrontEnd:
             w.set_input("archive", str(Path(path).expanduser()))
         else:
             target = self._text(
-                "Your registry:",
+                "Your registry (HOST[:PORT]/PATH, e.g. registry.example.com/currents):",
                 default=inputs.get("target") or (DEMO_TARGET if self.demo else ""),
                 check=parse_target,
-                instruction="(HOST[:PORT]/PATH, e.g. registry.example.com/currents)",
             )
             w.set_input("target", target)
             self._ask_target_login()

@@ -221,8 +221,53 @@ def test_first_run_to_done(tmp_path: Path) -> None:
     text = s.text
     assert "Send this to your Currents contact" in text and "Role ARN:" in text
     assert "+DC_CURRENTS_IMAGE_REPOSITORY=" in text or "-DC_CURRENTS_IMAGE_REPOSITORY" in text  # the diff was shown
+    assert re.search(r"total\s+done\s+━+\s+3\.\d MB / 3\.\d MB", text), text  # the total bar, finished
     assert "docker compose pull && docker compose up -d" in text
     assert "Traceback" not in text
+
+
+def test_step_error_shows_message_and_hint_offers_retry_then_quit(tmp_path: Path) -> None:
+    missing = "2027-01-01-001"  # a valid tag that the (demo) vendor registry does not have
+    s = drive(
+        tmp_path,
+        [
+            (r"Image tag to mirror", CLEAR + missing + ENTER),
+            (r"The role that Currents will grant", ENTER),
+            (r"Role name", ENTER),
+            (r"Your role's ARN", ENTER),
+            (r"must grant this role access", ENTER),  # check now
+            (rf"tag '{missing}' does not exist", ""),
+            (r"must grant this role access", DOWN + ENTER),  # asked again; continue anyway
+            (r"What now\?", ENTER),  # the auth step failed: try again
+            (rf"tag '{missing}' does not exist", ""),
+            (r"What now\?", DOWN + ENTER),  # quit
+        ],
+    )
+    assert s.code == EXIT_FAILED
+    text = s.text
+    assert f"✗ tag '{missing}' does not exist in the demo registry" in text
+    assert f"try {NEW}" in text  # the hint
+    assert "To continue later, run:" in text
+    st = s.state()
+    assert st["steps"]["auth"]["status"] == "failed" and missing in st["steps"]["auth"]["error"]
+    assert st["steps"]["share"]["status"] == "done"
+
+
+def test_archive_engine_skips_configure_and_verify(tmp_path: Path) -> None:
+    script = [step for step in FIRST_RUN if not step[0].startswith(("Your registry", "need", "Write"))]
+    at = next(i for i, step in enumerate(script) if step[0].startswith("How should"))
+    script[at] = (r"How should the images be copied", DOWN + ENTER)  # archive
+    script.insert(at + 1, (r"Archive path", ENTER))
+    s = drive(tmp_path, script)
+    assert s.code == EXIT_OK, s.text
+    st = s.state()
+    assert st["inputs"]["engine"] == "archive"
+    assert st["inputs"]["archive"] == str(tmp_path / "currents-images.tar")
+    assert (tmp_path / "currents-images.tar").is_file()
+    assert st["steps"]["mirror"]["status"] == "done"
+    assert st["steps"]["configure"]["status"] == st["steps"]["verify"]["status"] == "skipped"
+    assert "--from-archive" in s.text
+    assert "DC_CURRENTS_IMAGE_REPOSITORY=registry.example.com" not in (tmp_path / ".env").read_text()
 
 
 def test_rerun_offers_earlier_answers_as_defaults(tmp_path: Path) -> None:
