@@ -17,6 +17,15 @@ def human_bytes(n: float) -> str:
     return f"{value:.1f} {_UNITS[-1]}"  # pragma: no cover - loop always returns
 
 
+def bytes_of(done: float, total: float) -> str:
+    """``4.4/5.4 MiB`` when both share a unit, else ``126 B/2.1 MiB``."""
+    a, b = human_bytes(done), human_bytes(total)
+    unit_a, unit_b = a.rsplit(" ", 1)[1], b.rsplit(" ", 1)[1]
+    if unit_a == unit_b:
+        return f"{a.rsplit(' ', 1)[0]}/{b}"
+    return f"{a}/{b}"
+
+
 def human_rate(bytes_per_second: float) -> str:
     return f"{human_bytes(bytes_per_second)}/s" if bytes_per_second > 0 else "—"
 

@@ -27,9 +27,9 @@ class AuthScreen(WizardScreen):
             classes="lead",
         )
         with Grid(classes="facts", id="auth-facts"):
-            yield Label("Your AWS identity", classes="fact-key")
+            yield Label("Your identity", classes="fact-key")
             yield Label(id="auth-identity")
-            yield Label("Role to assume", classes="fact-key")
+            yield Label("Role", classes="fact-key")
             yield Label(id="auth-role")
             yield Label("Assumed role", classes="fact-key")
             yield Label(id="auth-assumed")

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Static
 
-from wizard.core.steps import Wizard
+from wizard.core.steps import TITLES, Wizard
 from wizard.tui.messages import WorkResult
 from wizard.tui.widgets.nav_bar import NavBar
 from wizard.tui.widgets.step_list import StepList
@@ -139,7 +139,7 @@ class WizardScreen(Screen[None]):
     def status_text(self) -> str:
         if self.wapp.is_busy("step"):
             step = self.wapp.running.get("step") or ""
-            return f"Working: {step}…"
+            return f"Working: {TITLES.get(step, step)}…"
         return ""
 
     def previous(self) -> str | None:

@@ -23,8 +23,8 @@ class ConfigureScreen(WizardScreen):
     def compose_content(self) -> ComposeResult:
         yield Label("5 · Point your .env at the mirror", classes="screen-title")
         yield Static(
-            f"Two keys change in {self.wizard.settings.env_path}: DC_CURRENTS_IMAGE_REPOSITORY and "
-            "DC_CURRENTS_IMAGE_TAG. Everything else stays byte for byte; a backup is written first.",
+            "Two keys change: DC_CURRENTS_IMAGE_REPOSITORY and DC_CURRENTS_IMAGE_TAG. The rest of the "
+            "file stays byte for byte, and a backup is written first.",
             classes="lead",
         )
         yield CodeBox("", "diff", id="diff-box", title=".env change")
@@ -64,7 +64,7 @@ class ConfigureScreen(WizardScreen):
             backup = self.wizard.state.inputs.get("env_backup", "")
             text = Content.from_markup("[b]✔ $s[/b]", s=rec.summary)
             if backup:
-                text = text + Content.from_markup("\nBackup of the previous file: $b", b=backup)
+                text = text + Content.from_markup("\nBackup: $b", b=backup)
             warnings = [i.message for i in self.wapp.infos if i.step == "configure" and i.level == "warning"]
             if warnings:
                 text = text + Content.from_markup("\n[$text-warning]! $w[/]", w=warnings[-1])
@@ -78,12 +78,27 @@ class ConfigureScreen(WizardScreen):
             compose.update("Checking the compose file with docker-compose…")
         elif self.wapp.compose_result is not None:
             compose.update(
-                Content.from_markup("[b]Compose check[/b]: $r", r=self.wapp.compose_result)
+                Content.from_markup("[b]Compose check[/b]: $r", r=self._compose_summary(self.wapp.compose_result))
                 if self.wapp.compose_result
                 else Content.from_markup("[dim]Compose check skipped: no docker-compose or no compose file here.[/]")
             )
         else:
             compose.update("")
+
+    def _compose_summary(self, result: str) -> str:
+        """``compose resolves: a, b, ...`` → one line when every image is the mirrored one."""
+        prefix = "compose resolves: "
+        if not result.startswith(prefix):
+            return result
+        images = [i.strip() for i in result[len(prefix) :].split(",") if i.strip()]
+        try:
+            repo = self.wizard.target().repository_prefix
+        except WizardError:
+            return result
+        tag = self.wizard.tag
+        if images and all(i.startswith(repo) and i.endswith(f":{tag}") for i in images):
+            return f"✔ all {len(images)} images resolve to {repo}…:{tag}"
+        return result
 
     def _compose_check(self) -> None:
         settings = self.wizard.settings

@@ -12,7 +12,7 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, RadioB
 
 from wizard.core.errors import WizardError
 from wizard.core.settings import parse_target
-from wizard.tui.fmt import clock_duration, human_bytes, human_rate, short_digest
+from wizard.tui.fmt import bytes_of, clock_duration, human_bytes, human_rate, short_digest
 from wizard.tui.messages import WorkResult
 from wizard.tui.progress import ImageRow
 from wizard.tui.screens.base import WizardScreen
@@ -23,9 +23,9 @@ ENGINES: dict[str, str] = {
     "archive": "OCI archive",
 }
 ENGINE_HINTS: dict[str, str] = {
-    "registry": "Registry to registry directly: fastest; a re-run resumes.",
-    "docker": "docker pull / tag / push through your Docker engine.",
-    "archive": "An OCI archive (folder or .tar) to carry into an air gap.",
+    "registry": "Registry to registry: fastest; a re-run resumes.",
+    "docker": "docker pull / tag / push via your Docker engine.",
+    "archive": "A folder or .tar to carry into an air gap.",
 }
 STATE_LABELS: dict[str, str] = {
     "waiting": "[dim]· waiting[/]",
@@ -110,15 +110,15 @@ class MirrorScreen(WizardScreen):
         table = self.query_one("#images", DataTable)
         table.add_column("Image", key="image", width=14)
         table.add_column("State", key="state", width=12)
-        table.add_column("Progress", key="bytes", width=19)
+        table.add_column("Progress", key="bytes", width=15)
         table.add_column("Layers", key="layers", width=6)
-        table.add_column("Speed", key="speed", width=10)
+        table.add_column("Speed", key="speed", width=12)
         for service in self.wizard.settings.services:
             table.add_row(service, "", "", "", "", key=service)
         layers = self.query_one("#layers", DataTable)
         layers.add_column("Layer", key="digest", width=22)
         layers.add_column("State", key="state", width=15)
-        layers.add_column("Bytes", key="bytes", width=19)
+        layers.add_column("Bytes", key="bytes", width=18)
         self._selected = self.wizard.settings.services[0]
         self._editing = False
         self._sync_archive_row()
@@ -298,7 +298,7 @@ class MirrorScreen(WizardScreen):
             elif rec.summary.startswith("interrupted"):
                 line = f"{how} · interrupted last time: Start mirror resumes, copied layers are kept"
             else:
-                line = f"{how} · Show plan lists what will move; Start mirror copies it"
+                line = f"{how} · Show plan tells what will move"
         if line:
             head = head + Content("\n") + Content(line)
         self.query_one("#plan-summary", Static).update(head)
@@ -312,7 +312,7 @@ class MirrorScreen(WizardScreen):
                 state = "done"
         if row.total and state not in ("skipped",):
             done = row.total if state == "done" else row.done
-            size = f"{human_bytes(done)} / {human_bytes(row.total)}"
+            size = bytes_of(done, row.total)
         elif state == "skipped":
             size = "nothing to copy"
         else:
@@ -360,7 +360,7 @@ class MirrorScreen(WizardScreen):
                 layers.add_row(short_digest(digest, 23), "", "", key=digest)
         for digest, layer in row.layers.items():
             layers.update_cell(digest, "state", state_label(layer.state))
-            size = f"{human_bytes(layer.done)} / {human_bytes(layer.total)}" if layer.total else "—"
+            size = bytes_of(layer.done, layer.total) if layer.total else "—"
             layers.update_cell(digest, "bytes", size)
 
     def _render_overall(self) -> None:
@@ -373,15 +373,14 @@ class MirrorScreen(WizardScreen):
             return
         bar.update(progress=round(progress.fraction * 100, 1))
         finished = progress.count("done", "skipped")
-        parts = [
-            f"{human_bytes(progress.done_bytes)} of {human_bytes(progress.total_bytes)}",
-            f"{finished}/{len(progress.images)} images",
-        ]
+        parts = [bytes_of(progress.done_bytes, progress.total_bytes)]
         if self._mirror_running():
             parts.append(human_rate(progress.speed))
             parts.append(f"ETA {clock_duration(progress.eta)}")
-        elif progress.failed():
-            parts.append(f"{len(progress.failed())} failed")
+        else:
+            parts.append(f"{finished}/{len(progress.images)} images")
+            if progress.failed():
+                parts.append(f"{len(progress.failed())} failed")
         text.update(" · ".join(parts))
 
     def work_done(self, result: WorkResult) -> None:

@@ -120,8 +120,7 @@ class WelcomeScreen(WizardScreen):
                 )
             )
         else:
-            target = wizard.state.inputs.get("target") or wizard.state.inputs.get("archive", "")
-            self.query_one("#fact-state", Label).update(f"set up · tag {wizard.tag} · {target}")
+            self.query_one("#fact-state", Label).update(f"all six steps done for tag {wizard.tag}")
             plan.update(
                 f"Everything is set up for tag {wizard.tag}. To move to a new release, enter its tag: only "
                 "mirror → configure → verify run again."
