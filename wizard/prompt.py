@@ -323,6 +323,10 @@ class PlainFrontEnd:
     def _step(self, sid: str) -> None:
         """Ask a step's questions and run it; on an error offer retry or quit."""
         self._header(sid)
+        if sid in ("policy", "share") and self.wizard.state.inputs.get("from_archive"):
+            self.wizard.mark(sid, "skipped", "not needed: images come from an archive")
+            self._note("Not needed: the images come from an archive.")
+            return
         while True:
             try:
                 getattr(self, f"_do_{sid}")()
@@ -383,8 +387,10 @@ class PlainFrontEnd:
         suggested = w.suggested_upgrade_tag()
         choices: list[tuple[str, str]] = []
         if suggested:
-            self._note(f"Release {suggested} is available (you run {w.tag}).", "yellow")
-            choices.append(("upgrade", f"Upgrade to {suggested}"))
+            newer = suggested > w.tag  # release tags are dates: newer sorts later
+            source = "You asked for" if suggested == s.tag else "This folder's VERSION is"
+            self._note(f"{source} {suggested}; your images are at {w.tag}.", "yellow")
+            choices.append(("upgrade", f"{'Upgrade' if newer else 'Switch'} to {suggested}"))
         choices += [
             ("other", "Upgrade to another tag…"),
             ("verify", "Verify the mirror and .env again"),

@@ -139,15 +139,17 @@ class Session:
         return json.loads((self.folder / STATE).read_text())
 
 
-def make_wizard(folder: Path, pace: float = 0, size_mb: int = 4) -> Wizard:
-    settings, backend = demo.prepare(folder, Settings(), pace=pace)
+def make_wizard(folder: Path, pace: float = 0, size_mb: int = 4, **options: object) -> Wizard:
+    settings, backend = demo.prepare(folder, Settings(**options), pace=pace)  # type: ignore[arg-type]
     backend.size_mb = size_mb
     # demo.prepare presets the role ARN and target like flags would (flags win over the state on
     # every open); clear them so the answers given at the prompts are what the state remembers.
     return Wizard(settings.with_(role_arn="", target=""), backend)
 
 
-def drive(folder: Path, script: Script, pace: float = 0, size_mb: int = 4, during: object = None) -> Session:
+def drive(
+    folder: Path, script: Script, pace: float = 0, size_mb: int = 4, during: object = None, **options: object
+) -> Session:
     """Run ``prompt.run`` on ``folder``, answering ``(question regex, keys)`` pairs in order.
 
     ``during(screen)`` (optional) runs in the feeder thread after the script is sent.
@@ -159,6 +161,8 @@ def drive(folder: Path, script: Script, pace: float = 0, size_mb: int = 4, durin
         output = Vt100_Output(screen, lambda: Size(rows=60, columns=200), term="xterm", enable_cpr=False)  # type: ignore[arg-type]
         console = Console(file=screen, width=200, force_terminal=False, color_system=None)  # type: ignore[arg-type]
 
+        finished = threading.Event()
+
         def feed() -> None:
             try:
                 for pattern, keys in script:
@@ -166,14 +170,19 @@ def drive(folder: Path, script: Script, pace: float = 0, size_mb: int = 4, durin
                     pipe.send_text(keys)
                 if callable(during):
                     during(screen)
+                if not finished.wait(60):
+                    raise AssertionError("the flow still waits for input after the whole script was typed")
             except BaseException as exc:
                 errors.append(exc)
-                pipe.close()
+                pipe.close()  # the waiting prompt gets EOF: the flow ends instead of hanging
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        with create_app_session(input=pipe, output=output), make_wizard(folder, pace, size_mb) as wiz:
-            code = prompt.run(wiz, console=console)
+        try:
+            with create_app_session(input=pipe, output=output), make_wizard(folder, pace, size_mb, **options) as wiz:
+                code = prompt.run(wiz, console=console)
+        finally:
+            finished.set()
         feeder.join(timeout=5)
     session = Session(code, screen, folder, errors)
     if errors:
@@ -253,7 +262,7 @@ def test_step_error_shows_message_and_hint_offers_retry_then_quit(tmp_path: Path
     assert st["steps"]["share"]["status"] == "done"
 
 
-def test_archive_engine_skips_configure_and_verify(tmp_path: Path) -> None:
+def test_archive_export_then_push_from_archive(tmp_path: Path) -> None:
     script = [step for step in FIRST_RUN if not step[0].startswith(("Your registry", "need", "Write"))]
     at = next(i for i, step in enumerate(script) if step[0].startswith("How should"))
     script[at] = (r"How should the images be copied", DOWN + ENTER)  # archive
@@ -268,6 +277,27 @@ def test_archive_engine_skips_configure_and_verify(tmp_path: Path) -> None:
     assert st["steps"]["configure"]["status"] == st["steps"]["verify"]["status"] == "skipped"
     assert "--from-archive" in s.text
     assert "DC_CURRENTS_IMAGE_REPOSITORY=registry.example.com" not in (tmp_path / ".env").read_text()
+    # inside the isolated network: push from the archive; no AWS steps are asked
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    s = drive(
+        inner,
+        [
+            (r"Image tag to mirror", ENTER),
+            (r"How should the images be copied", ENTER),  # registry
+            (r"Your registry", CLEAR + "registry.internal/currents" + ENTER),
+            (r"need a username and password", ENTER),
+            (r"Copy 6 images .* now\?", ENTER),
+            (r"Write these changes to", ENTER),
+        ],
+        from_archive=tmp_path / "currents-images.tar",
+    )
+    assert s.code == EXIT_OK, s.text
+    st = s.state()
+    assert [st["steps"][sid]["status"] for sid in ("policy", "share")] == ["skipped", "skipped"]
+    assert all(st["steps"][sid]["status"] == "done" for sid in ("auth", "mirror", "configure", "verify"))
+    assert "DC_CURRENTS_IMAGE_REPOSITORY=registry.internal/currents/\n" in (inner / ".env").read_text()
+    assert "Role name" not in s.text and "Your role's ARN" not in s.text
 
 
 def test_rerun_offers_earlier_answers_as_defaults(tmp_path: Path) -> None:
@@ -354,11 +384,40 @@ def test_upgrade_runs_only_mirror_configure_verify(tmp_path: Path) -> None:
         assert after["steps"][sid]["status"] == "done"
         assert after["steps"][sid]["finished_at"] >= before["steps"][sid]["finished_at"]
     text = s.text
-    assert f"Release {NEW} is available" in text and f"Upgrade to {NEW}" in text
+    assert f"This folder's VERSION is {NEW}" in text and f"Upgrade to {NEW}" in text
     assert "Step 4/6" in text and "Step 5/6" in text and "Step 6/6" in text
     assert "Step 1/6" not in text and "Step 2/6" not in text and "Step 3/6" not in text
     assert f"DC_CURRENTS_IMAGE_TAG={NEW}\n" in (tmp_path / ".env").read_text()
     assert sorted(after["images"][NEW]) == sorted(Settings().services)
+
+
+def test_done_then_upgrade_to_a_typed_tag_and_verify_again(tmp_path: Path) -> None:
+    first_run(tmp_path)
+    after_mirror = [
+        (r"How should the images be copied", ENTER),
+        (r"Your registry", ENTER),
+        (r"need a username and password", ENTER),
+        (r"Copy .* now\?", ENTER),
+        (r"Write these changes to", ENTER),
+    ]
+    s = drive(
+        tmp_path,
+        [
+            (r"Everything is done\. What next\?", ENTER),  # no newer release known: "another tag" is first
+            (r"New image tag", CLEAR + OLD + ENTER),
+            (rf"{OLD} is the tag you already run", CLEAR + NEW + ENTER),
+            *after_mirror,
+        ],
+    )
+    assert s.code == EXIT_OK, s.text
+    assert s.state()["inputs"]["tag"] == NEW
+    (tmp_path / "VERSION").write_text(NEW + "\n")  # the checkout follows: no other release to offer
+    before = s.state()["steps"]["verify"]["finished_at"]
+    time.sleep(1.1)  # timestamps have one-second resolution
+    s = drive(tmp_path, [(r"Everything is done\. What next\?", DOWN + ENTER)])  # verify again
+    assert s.code == EXIT_OK, s.text
+    assert "Step 6/6" in s.text and "Step 4/6" not in s.text
+    assert s.state()["steps"]["verify"]["finished_at"] > before
 
 
 def test_invalid_inputs_are_rejected_and_asked_again_then_ctrl_c_keeps_state(tmp_path: Path) -> None:
@@ -440,3 +499,14 @@ def test_resume_command_repeats_folder_and_options(tmp_path: Path) -> None:
 def test_role_name_validation(name: str) -> None:
     with pytest.raises(prompt.InputError):
         prompt.validate_role_name(name)
+
+
+def test_refuses_to_run_inside_an_event_loop(tmp_path: Path) -> None:
+    import asyncio
+
+    async def inside() -> int:
+        with make_wizard(tmp_path) as wiz:
+            return prompt.run(wiz)
+
+    with pytest.raises(RuntimeError, match="event loop"):
+        asyncio.run(inside())
