@@ -189,7 +189,10 @@ class PlainFrontEnd:
     def run(self) -> int:
         try:
             self._welcome()
-            while (sid := self.wizard.next_step()) is not None:
+            # pending_steps() also marks the steps a run does not need as skipped (e.g. the AWS
+            # steps when the images come from an archive)
+            while pending := self.wizard.pending_steps():
+                sid = pending[0]
                 self._step(sid)
                 if self.wizard.status(sid) not in DONE_STATES:  # never loop on a step that did not finish
                     self._say_resume()
@@ -323,10 +326,6 @@ class PlainFrontEnd:
     def _step(self, sid: str) -> None:
         """Ask a step's questions and run it; on an error offer retry or quit."""
         self._header(sid)
-        if sid in ("policy", "share") and self.wizard.state.inputs.get("from_archive"):
-            self.wizard.mark(sid, "skipped", "not needed: images come from an archive")
-            self._note("Not needed: the images come from an archive.")
-            return
         while True:
             try:
                 getattr(self, f"_do_{sid}")()

@@ -294,10 +294,10 @@ def test_archive_export_then_push_from_archive(tmp_path: Path) -> None:
     )
     assert s.code == EXIT_OK, s.text
     st = s.state()
-    assert [st["steps"][sid]["status"] for sid in ("policy", "share")] == ["skipped", "skipped"]
-    assert all(st["steps"][sid]["status"] == "done" for sid in ("auth", "mirror", "configure", "verify"))
+    assert [st["steps"][sid]["status"] for sid in ("policy", "share", "auth")] == ["skipped"] * 3
+    assert all(st["steps"][sid]["status"] == "done" for sid in ("mirror", "configure", "verify"))
     assert "DC_CURRENTS_IMAGE_REPOSITORY=registry.internal/currents/\n" in (inner / ".env").read_text()
-    assert "Role name" not in s.text and "Your role's ARN" not in s.text
+    assert "Role name" not in s.text and "Your role's ARN" not in s.text and "Step 3/6" not in s.text
 
 
 def test_rerun_offers_earlier_answers_as_defaults(tmp_path: Path) -> None:
