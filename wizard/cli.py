@@ -371,11 +371,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _interactive(args: argparse.Namespace, settings: Settings) -> int:
+    password = _read_target_password(args)
     if args.plain:
         from wizard import prompt
 
         wizard = make_wizard(settings, dir_given=args.dir is not None)
         with wizard:
+            if password:
+                wizard.set_target_credential(settings.target_username or "", password)
             return prompt.run(wizard)
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise InputError(
@@ -386,6 +389,8 @@ def _interactive(args: argparse.Namespace, settings: Settings) -> int:
 
     wizard = make_wizard(settings, dir_given=args.dir is not None)
     with wizard:
+        if password:
+            wizard.set_target_credential(settings.target_username or "", password)
         return run_app(wizard, demo=settings.demo)
 
 

@@ -12,11 +12,13 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
+from typing import ClassVar
 
 from wizard.core.backend import Identity, ProbeResult, RoleOutcome
 from wizard.core.credentials import Credential
@@ -104,6 +106,10 @@ class DemoBackend:
     """A :class:`wizard.core.backend.Backend` with no AWS account and no network."""
 
     demo = True
+    #: answers pre-filled when the state has none (the presenter can just press Next)
+    default_inputs: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"role_arn": f"arn:aws:iam::{DEMO_ACCOUNT}:role/{DEMO_ROLE_NAME}", "target": DEMO_TARGET}
+    )
 
     def __init__(self, settings: Settings, root: Path, pace: float = 1.0, size_mb: int = 24) -> None:
         self.settings = settings
@@ -195,11 +201,5 @@ def prepare(folder: Path | None, settings: Settings | None = None, pace: float =
     if not env.exists():
         shutil.copyfile(folder / ".env.example", env)
     base = settings or Settings()
-    demo_settings = base.with_(
-        dir=folder,
-        demo=True,
-        state_file=base.state_file,
-        target=base.target or DEMO_TARGET,
-        role_arn=base.role_arn or f"arn:aws:iam::{DEMO_ACCOUNT}:role/{DEMO_ROLE_NAME}",
-    )
+    demo_settings = base.with_(dir=folder, demo=True, state_file=base.state_file)
     return demo_settings, DemoBackend(demo_settings, folder / ".currents-wizard" / "demo", pace=pace)

@@ -112,6 +112,8 @@ class Wizard:
                 inputs[key] = value
         if s.engine != "registry" or "engine" not in inputs:
             inputs["engine"] = s.engine
+        for key, value in getattr(self.backend, "default_inputs", {}).items():
+            inputs.setdefault(key, value)
         if not inputs.get("tag"):
             inputs["tag"] = s.tag or envfile.read_version(s.dir) or DEFAULT_TAG
         # Not saved here: opening must write nothing (bad input later leaves no trace).
