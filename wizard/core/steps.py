@@ -248,7 +248,8 @@ class Wizard:
         emit(StepStarted(step_id))
         try:
             summary = fn(emit, cancel)
-        except Cancelled:
+        except (Cancelled, KeyboardInterrupt):
+            cancel.set()  # let worker threads of this step wind down
             with self._lock:
                 rec.status, rec.summary = "pending", "interrupted — run again to resume"
                 self.save()
