@@ -29,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -203,6 +205,53 @@ class ClientStats:
                 setattr(self, name, getattr(self, name) + n)
 
 
+_SSL_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext | bool] = {}
+_SSL_LOCK = threading.Lock()
+
+
+def _ssl_context(endpoint: RegistryEndpoint) -> ssl.SSLContext | bool:
+    """``endpoint.ssl_context()``, shared by clients with the same trust settings (each costs ~20 ms of CPU).
+
+    Keyed by the CA file's path, size and mtime, so a replaced file is read again.
+    """
+    key: tuple[object, ...] = (endpoint.verify, endpoint.ca_file)
+    if endpoint.ca_file:
+        try:
+            st = os.stat(endpoint.ca_file)
+            key += (st.st_size, st.st_mtime_ns)
+        except OSError:
+            return endpoint.ssl_context()  # raises the usual error
+    with _SSL_LOCK:
+        ctx = _SSL_CONTEXTS.get(key)
+        if ctx is None:
+            ctx = _SSL_CONTEXTS[key] = endpoint.ssl_context()
+        return ctx
+
+
+class _LazyTransport(httpx.BaseTransport):
+    """A transport built on first use (for the https mount of a plain-HTTP client)."""
+
+    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
+        self._factory = factory
+        self._transport: httpx.BaseTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self._transport
+        if transport is None:
+            with self._lock:
+                if self._transport is None:
+                    self._transport = self._factory()
+                transport = self._transport
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+
 class _Redo(Exception):
     """A request with a one-shot (streamed) body failed in a way that a fresh upload may cure."""
 
@@ -248,14 +297,27 @@ class RegistryClient:
             max_keepalive_connections=endpoint.max_connections,
             keepalive_expiry=30.0,
         )
+        transport: httpx.BaseTransport | None = None
+        mounts: dict[str, httpx.BaseTransport] | None = None
+        if endpoint.scheme == "http" and endpoint.proxy is None and endpoint.ca_file is None:
+            # Plain HTTP: no TLS context up front (building one costs ~20 ms of CPU). A redirect
+            # to https storage still gets a verified one, built on first use.
+            transport = httpx.HTTPTransport(verify=False, limits=limits, trust_env=False)
+            mounts = {
+                "https://": _LazyTransport(
+                    lambda: httpx.HTTPTransport(verify=_ssl_context(endpoint), limits=limits, trust_env=False)
+                )
+            }
         self._http = httpx.Client(
-            verify=endpoint.ssl_context(),
+            verify=_ssl_context(endpoint) if transport is None else False,
             timeout=timeout,
             limits=limits,
             trust_env=False,  # the machine's CA/proxy variables must not override --ca-file
             follow_redirects=False,
             proxy=endpoint.proxy,
             headers={"User-Agent": f"currents-wizard/{__version__}"},
+            transport=transport,
+            mounts=mounts,
         )
         for warning in endpoint.warnings:
             log.info(warning)
