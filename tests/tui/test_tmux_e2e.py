@@ -55,8 +55,11 @@ class Tmux:
         raise AssertionError(f"{pattern!r} did not appear within {timeout}s; window {size.strip()}; screen:\n{screen}")
 
     def kill(self) -> None:
+        socket = self.run("display", "-p", "#{socket_path}", check=False).stdout.strip()
         self.run("kill-session", "-t", self.name, check=False)
         self.run("kill-server", check=False)
+        if socket.endswith("/" + self.socket):
+            Path(socket).unlink(missing_ok=True)
 
 
 @pytest.fixture
