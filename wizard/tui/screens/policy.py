@@ -25,8 +25,7 @@ class PolicyScreen(WizardScreen):
     def compose_content(self) -> ComposeResult:
         yield Label("1 · IAM policy for your pull role", classes="screen-title")
         yield Static(
-            "Attach this policy to a role in your AWS account (or let the wizard create it); Currents "
-            "then lets that role pull its six images.",
+            "Attach this policy to a role in your AWS account (or create it here).",
             classes="lead",
         )
         yield CodeBox(self.wizard.policy_text(), "json", id="policy-box", title="identity policy · scroll →")
@@ -37,7 +36,7 @@ class PolicyScreen(WizardScreen):
         yield Static(id="policy-result", classes="result")
         yield Static(
             Content.from_markup(
-                "[b]Why some ARNs from Currents' page are missing here[/b]\n$t", t=INVALID_ARN_EXPLANATION
+                "[b]Why some ARNs are missing:[/b] $t", t=INVALID_ARN_EXPLANATION
             ),
             classes="note",
             id="arn-note",
