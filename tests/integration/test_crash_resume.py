@@ -340,7 +340,9 @@ def _kill_cycles(
 def test_kill_during_mirror_then_resume(bench: Bench) -> None:
     """Kills spread over the mirror's measured duration (mid-blob, mid-manifest, between images)."""
     bench.outcomes.clear()
-    kills = _kill_cycles(bench, want_kills=12, pick="mirror")
+    kills = _kill_cycles(
+        bench, want_kills=12, pick="mirror", max_cycles=10, until=lambda o: o.count("partial-mirror") >= 4
+    )
     assert kills >= 12, f"only {kills} kills landed (timeline {bench.timeline})"
     # the kills really cut mirrors part-way (some blobs stored, not all): the no-resend check had work to do
     assert bench.outcomes.count("partial-mirror") >= 4, bench.outcomes

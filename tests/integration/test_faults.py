@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,9 +114,13 @@ def load_state(onprem: Path) -> dict[str, Any]:
     return json.loads((onprem / ".currents-wizard" / "state.json").read_text())
 
 
+_WIZARD_LINE = re.compile(r"^currents-wizard(?: [a-z]+)?: ")
+
+
 def wizard_lines(stderr: str) -> list[str]:
-    """The wizard's own final lines (``currents-wizard: error: ...``), not the progress lines."""
-    return [ln for ln in stderr.splitlines() if ln.startswith("currents-wizard:")]
+    """The wizard's own final lines (``currents-wizard: error: ...``, ``currents-wizard run: error: ...``
+    from a subcommand's usage check), not the progress lines."""
+    return [ln for ln in stderr.splitlines() if _WIZARD_LINE.match(ln)]
 
 
 def oracle_digests(
