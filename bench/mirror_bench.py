@@ -224,6 +224,23 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.monotonic() - t, out
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (a delta around one run is that run's)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds a running process (a registry) has used so far; 0 if unknown."""
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_engine(
     vendor: Any,
     target: Any,
@@ -251,6 +268,7 @@ def run_engine(
     if services:
         argv += ["--services", services]
     env = {**os.environ, "BENCH_SOURCE_USER": auth[0], "BENCH_SOURCE_PASSWORD": auth[1], "PYTHONPATH": str(ROOT)}
+    cpu = children_cpu()
     t = time.monotonic()
     res = subprocess.run(argv, capture_output=True, env=env, timeout=3600)
     wall = time.monotonic() - t
@@ -258,6 +276,7 @@ def run_engine(
         raise RuntimeError(f"engine run failed: {res.stdout.decode()[-2000:]} {res.stderr.decode()[-2000:]}")
     out = json.loads(res.stdout.decode().strip().splitlines()[-1])
     out["wall_s"] = wall
+    out["client_cpu_s"] = children_cpu() - cpu
     return out
 
 
@@ -290,12 +309,13 @@ def run_skopeo(vendor: Any, target: Any, tag: str, auth: tuple[str, str], workdi
         str(cfg),
         f"{target.host}/skopeo",
     ]
+    cpu = children_cpu()
     t = time.monotonic()
     res = subprocess.run(argv, capture_output=True, timeout=3600)
     wall = time.monotonic() - t
     if res.returncode != 0:
         raise RuntimeError(f"skopeo sync failed: {res.stderr.decode()[-2000:]}")
-    return {"wall_s": wall}
+    return {"wall_s": wall, "client_cpu_s": children_cpu() - cpu}
 
 
 def run_docker_loop(dockerd: Any, vendor: Any, target: Any, tag: str, auth: tuple[str, str]) -> dict[str, Any]:
@@ -357,6 +377,8 @@ def main(argv: list[str]) -> int:
     if a.docker:
         tools.append("docker")
     raw: dict[str, dict[str, list[float]]] = {t: {"cold": [], "warm": [], "upgrade": []} for t in tools}
+    # CPU seconds of the cold phase: the tool's own process, the target and the vendor registry
+    cpu: dict[str, dict[str, list[float]]] = {t: {"client": [], "target": [], "vendor": []} for t in tools}
     rss: list[float] = []
     engine_detail: list[dict[str, Any]] = []
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(a).items()}}
@@ -377,6 +399,7 @@ def main(argv: list[str]) -> int:
                 dockerd = testbed.Dockerd() if tool == "docker" else None
                 try:
                     for phase, tag in (("cold", TAG_OLD), ("warm", TAG_OLD), ("upgrade", TAG_NEW)):
+                        cpu_target, cpu_vendor = process_cpu(target.pid), process_cpu(vendor.pid)
                         if tool == "engine":
                             out = run_engine(vendor, target, tag, auth, a.parallel)
                             rss.append(out["rss_mb"])
@@ -386,13 +409,28 @@ def main(argv: list[str]) -> int:
                         else:
                             out = run_docker_loop(dockerd, vendor, target, tag, auth)
                         raw[tool][phase].append(out["wall_s"])
+                        out["target_cpu_s"] = process_cpu(target.pid) - cpu_target
+                        out["vendor_cpu_s"] = process_cpu(vendor.pid) - cpu_vendor
+                        if phase == "cold" and "client_cpu_s" in out:
+                            for side in ("client", "target", "vendor"):
+                                cpu[tool][side].append(out[f"{side}_cpu_s"])
                         extra = (
                             f" (plan {out['plan_s']:.2f}s, copy {out['execute_s']:.2f}s, "
                             f"{out['bytes_copied'] / 1e6:.0f} MB, RSS {out['rss_mb']:.0f} MB)"
                             if tool == "engine"
                             else ""
                         )
-                        print(f"  trial {trial + 1} {tool:<7} {phase:<8} {out['wall_s']:7.2f} s{extra}", flush=True)
+                        cpus = (
+                            f" cpu {out['client_cpu_s']:.2f} s, target {out['target_cpu_s']:.2f} s, "
+                            f"vendor {out['vendor_cpu_s']:.2f} s"
+                            if "client_cpu_s" in out
+                            else ""
+                        )
+                        print(
+                            f"  trial {trial + 1} {tool:<7} {phase:<8} {out['wall_s']:7.2f} s{extra}{cpus}"
+                            f" (load {os.getloadavg()[0]:.1f})",
+                            flush=True,
+                        )
                 finally:
                     if dockerd is not None:
                         dockerd.stop()
@@ -415,13 +453,30 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     med = {t: {p: (statistics.median(v) if v else None) for p, v in ph.items()} for t, ph in raw.items()}
-    report.update(raw=raw, median=med, engine_runs=engine_detail, engine_peak_rss_mb=max(rss) if rss else None)
+    med_cpu = {t: {k: (statistics.median(v) if v else None) for k, v in ph.items()} for t, ph in cpu.items()}
+    report.update(
+        raw=raw,
+        median=med,
+        cold_cpu=cpu,
+        median_cold_cpu=med_cpu,
+        engine_runs=engine_detail,
+        engine_peak_rss_mb=max(rss) if rss else None,
+    )
     print()
     print(f"Medians over {a.trials} interleaved trials (seconds, wall time of each process):")
     print(f"  {'tool':<8} {'cold':>7} {'warm':>7} {'upgrade':>7}")
     for t in tools:
         m = med[t]
         print(f"  {t:<8} {fmt_s(m['cold'])} {fmt_s(m['warm'])} {fmt_s(m['upgrade'])}")
+    if any(med_cpu[t]["client"] is not None for t in tools):
+        print("CPU seconds of the cold copy (medians; user + system):")
+        print(f"  {'tool':<8} {'client':>7} {'target':>7} {'vendor':>7} {'total':>7}")
+        for t in tools:
+            c = med_cpu[t]
+            if c["client"] is None:
+                continue
+            total = sum(v for v in c.values() if v is not None)
+            print(f"  {t:<8} {fmt_s(c['client'])} {fmt_s(c['target'])} {fmt_s(c['vendor'])} {fmt_s(total)}")
     e = med["engine"]
     ratios: dict[str, float] = {}
     for other in ("skopeo", "docker"):
