@@ -25,7 +25,7 @@ class PolicyScreen(WizardScreen):
     def compose_content(self) -> ComposeResult:
         yield Label("1 · IAM policy for your pull role", classes="screen-title")
         yield Static(
-            "Attach this policy to a role in your AWS account (or create it here).",
+            "Give a role in your AWS account this policy, or create one here.",
             classes="lead",
         )
         yield CodeBox(self.wizard.policy_text(), "json", id="policy-box", title="identity policy · scroll →")
