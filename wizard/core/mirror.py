@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,9 +255,20 @@ def _platform(p: dict[str, Any] | None) -> str:
     return "/".join(str(x) for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
 
 
-def _walk(source: Transport, repo: str, top: Manifest, img: ImagePlan) -> None:
-    """Fill ``img.manifests`` (children first), ``img.blobs`` and ``img.platforms`` from ``top``."""
+def _walk(source: Transport, repo: str, top: Manifest, img: ImagePlan, io: Executor | None = None) -> None:
+    """Fill ``img.manifests`` (children first), ``img.blobs`` and ``img.platforms`` from ``top``.
+
+    An index's children are fetched in parallel on ``io`` (when given) and then visited in order.
+    """
     seen: set[str] = set()
+
+    def fetch_children(children: list[Any]) -> dict[str, Future[Manifest]]:
+        if io is None:
+            return {}
+        digests = {c["digest"] for c in children if isinstance(c, dict) and isinstance(c.get("digest"), str)}
+        if len(digests) < 2:
+            return {}
+        return {d: io.submit(source.get_manifest, repo, d) for d in sorted(digests)}
 
     def visit(m: Manifest, depth: int) -> None:
         if m.digest in seen:
@@ -270,11 +281,14 @@ def _walk(source: Transport, repo: str, top: Manifest, img: ImagePlan) -> None:
         except ValueError as e:
             raise WizardError(f"{repo}: manifest {m.digest[:19]} is not JSON", "the source image is malformed") from e
         if m.media_type in INDEX_TYPES:
-            for child in doc.get("manifests", []):
+            children = doc.get("manifests", [])
+            fetched = fetch_children(children)
+            for child in children:
                 plat = _platform(child.get("platform"))
                 if depth == 0 and plat and plat != "unknown/unknown":
                     img.platforms.append(plat)
-                cm = source.get_manifest(repo, child["digest"])
+                ahead = fetched.get(child["digest"])
+                cm = ahead.result() if ahead is not None else source.get_manifest(repo, child["digest"])
                 if cm.digest != child["digest"]:
                     raise WizardError(
                         f"{repo}: child manifest digest mismatch ({cm.digest[:19]} ≠ {child['digest'][:19]})",
@@ -300,7 +314,13 @@ def _walk(source: Transport, repo: str, top: Manifest, img: ImagePlan) -> None:
     visit(top, 0)
 
 
-def _plan_image(source: Transport, target: Transport, img: ImagePlan) -> None:
+def _plan_image(
+    source: Transport,
+    target: Transport,
+    img: ImagePlan,
+    io: Executor | None = None,
+    on_walked: Callable[[ImagePlan], None] | None = None,
+) -> None:
     j = img.job
     try:
         src = source.resolve(j.source_repo, j.tag)
@@ -318,8 +338,10 @@ def _plan_image(source: Transport, target: Transport, img: ImagePlan) -> None:
             raise WizardError(
                 f"{j.source_repo}:{j.tag}: manifest digest changed while reading", "the tag moved; run again"
             )
-        _walk(source, j.source_repo, top, img)
+        _walk(source, j.source_repo, top, img, io)
         img.size = sum(img.blobs.values()) + sum(len(m.raw) for m in img.manifests)
+        if on_walked is not None:
+            on_walked(img)
     except (AccessNotGranted, Cancelled):
         raise
     except Exception as e:  # one image's trouble must not hide the others
@@ -338,8 +360,34 @@ def plan(
     keys = job_keys(jobs)
     images = [ImagePlan(job=j, key=k) for j, k in zip(jobs, keys, strict=True)]
     workers = max(1, min(parallel, len(images) or 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mirror-plan") as pool:
-        list(pool.map(lambda i: _plan_image(source, target, i), images))
+    heads: dict[tuple[str, str], Future[bool]] = {}
+    heads_lock = threading.Lock()
+
+    def head(digest: str, repo: str) -> bool:
+        try:
+            return target.has_blob(repo, digest)
+        except (AccessNotGranted, Cancelled):
+            raise
+        except Exception:
+            return False  # unknown: copy it (the target verifies)
+
+    # An index's children are read in parallel (``reads``), and an image's blob HEADs start as soon
+    # as it is walked (``io``): they overlap with the other images' reads instead of waiting for the
+    # slowest image.
+    with (
+        ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="mirror-plan-io") as io,
+        ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="mirror-plan-read") as reads,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mirror-plan") as pool,
+    ):
+
+        def walked(img: ImagePlan) -> None:
+            repo = img.job.target_repo
+            with heads_lock:
+                for digest in img.blobs:
+                    if (digest, repo) not in heads:
+                        heads[(digest, repo)] = io.submit(head, digest, repo)
+
+        list(pool.map(lambda i: _plan_image(source, target, i, reads, walked), images))
 
         blobs: dict[str, BlobPlan] = {}
         for img in images:
@@ -354,16 +402,7 @@ def plan(
                     bp.missing_in.append(img.job.target_repo)
 
         pairs = [(bp, repo) for bp in blobs.values() for repo in bp.missing_in]
-
-        def head(pair: tuple[BlobPlan, str]) -> bool:
-            try:
-                return target.has_blob(pair[1], pair[0].digest)
-            except (AccessNotGranted, Cancelled):
-                raise
-            except Exception:
-                return False  # unknown: copy it (the target verifies)
-
-        present = list(pool.map(head, pairs)) if pairs else []
+        present = [heads[(bp.digest, repo)].result() for bp, repo in pairs]
     for (bp, repo), ok in zip(pairs, present, strict=True):
         if ok:
             bp.missing_in.remove(repo)
