@@ -33,7 +33,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 EMIT_INTERVAL = 0.1  # seconds between progress events for one blob / one image
 COPY_ATTEMPTS = 3  # per blob and target repository (a failed stream cannot be replayed by the transport)
 DEFAULT_PARALLEL = 6
+SMALL_BLOB = 1 << 20  # bytes; smaller blobs are latency, not bandwidth (see ``_blob_order``)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -562,6 +563,22 @@ def _noop_progress(_n: int) -> None:
     pass
 
 
+def _blob_order(blobs: Iterable[_BlobRun]) -> list[_BlobRun]:
+    """Largest first, with the small blobs (configs, attestations) interleaved at the front.
+
+    Big layers keep the streams busy and the longest copies start first; a small blob costs a few
+    round trips and no bandwidth, so doing them early, beside the big streams, keeps them out of
+    the run's tail, where they would delay the last images' manifests.
+    """
+    ordered = sorted(blobs, key=lambda b: -b.plan.size)
+    big = [b for b in ordered if b.plan.size >= SMALL_BLOB]
+    small = [b for b in ordered if b.plan.size < SMALL_BLOB]
+    out: list[_BlobRun] = []
+    while small and big:
+        out += (big.pop(0), small.pop(0))
+    return out + big + small
+
+
 class _Run:
     def __init__(
         self,
@@ -666,8 +683,9 @@ class _Run:
         return self.cancel.is_set() or bool(self.abort_message)
 
     # -- tasks ----------------------------------------------------------------------------------
-    def submit(self, prio: int, size: int, fn: Callable[[], None]) -> None:
-        self.queue.put((prio, -size, next(self.seq), fn))
+    def submit(self, prio: int, rank: int, fn: Callable[[], None]) -> None:
+        """Queue ``fn``: lower ``prio`` first (manifests 0, blobs 1), then lower ``rank``, then FIFO."""
+        self.queue.put((prio, rank, next(self.seq), fn))
 
     def task_done(self) -> None:
         with self.lock:
@@ -870,16 +888,16 @@ class _Run:
                 self._image_event(ir, "copying")
                 if not ir.pending:
                     tasks.append((0, 0, self.manifest_task(ir)))
-        for br in sorted(self.blobs.values(), key=lambda b: -b.plan.size):
+        for rank, br in enumerate(_blob_order(self.blobs.values())):
             if br.expected:
                 self._blob_event(br, "waiting")
-            tasks.append((1, br.plan.size, self.blob_task(br)))
+            tasks.append((1, rank, self.blob_task(br)))
         if not tasks:
             return
         n_images = sum(1 for ir in self.images.values() if ir.result.state == "copying" and ir.pending)
         self.pending_tasks = len(tasks) + n_images
-        for prio, size, fn in tasks:
-            self.submit(prio, size, fn)
+        for prio, rank, fn in tasks:
+            self.submit(prio, rank, fn)
         threads = [
             threading.Thread(target=self.worker, name=f"mirror-{i}", daemon=True)
             for i in range(min(self.parallel, len(tasks)))
