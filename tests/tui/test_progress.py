@@ -96,3 +96,14 @@ def test_formatters() -> None:
     assert time_left("", now) == "" and time_left("not a date", now) == ""
     assert short_digest("sha256:" + "a" * 64) == "sha256:aaaaaaaaaaaa…"
     assert short_digest("") == "—"
+
+
+def test_a_late_plan_does_not_overwrite_progress() -> None:
+    """The plan arrives as a message; a fast copy's progress may be handled before it."""
+    p = MirrorProgress(["api"])
+    p.apply([ImageProgress("api", "done", 10, 10, 1, 1)])
+    p.apply_plan(
+        PlanReady(images=({"key": "api", "action": "copy", "bytes_to_copy": 10, "source_digest": "sha256:x"},))
+    )
+    assert p.images["api"].state == "done" and p.images["api"].digest == "sha256:x"
+    assert p.all_finished

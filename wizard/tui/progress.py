@@ -64,6 +64,7 @@ class ImageRow:
     message: str = ""
     digest: str = ""
     speed: float = 0.0
+    seen: bool = False  # progress arrived: the plan must not overwrite it
     layers: dict[str, LayerRow] = field(default_factory=dict)
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=100), repr=False)
 
@@ -99,6 +100,8 @@ class MirrorProgress:
 
     # -- folding events ----------------------------------------------------------------------
     def apply_plan(self, plan: PlanReady) -> None:
+        """Initial rows from the plan. Progress may be handled first (the plan travels as a separate
+        message), so rows that already have progress keep it."""
         self.plan = plan
         self.stats.update(plan)
         for item in plan.images:
@@ -106,9 +109,11 @@ class MirrorProgress:
             if not key:
                 continue
             row = self.row(key)
+            row.digest = row.digest or str(item.get("source_digest", "") or "")
+            if row.seen:
+                continue
             row.total = int(item.get("bytes_to_copy", 0) or 0)
             row.blobs_total = int(item.get("blobs_to_copy", 0) or 0) + int(item.get("blobs_to_mount", 0) or 0)
-            row.digest = str(item.get("source_digest", "") or row.digest)
             action = str(item.get("action", "copy"))
             row.state = {"copy": "planned", "skip": "skipped", "failed": "failed"}.get(action, action)
             row.message = str(item.get("message", "") or ("up to date" if action == "skip" else ""))
@@ -121,6 +126,7 @@ class MirrorProgress:
             self.stats.update(event)
             if isinstance(event, ImageProgress):
                 row = self.row(event.service)
+                row.seen = True
                 row.state = event.state
                 if event.total_bytes or event.state not in ("skipped", "failed"):
                     row.done, row.total = event.done_bytes, event.total_bytes

@@ -353,7 +353,7 @@ class MirrorScreen(WizardScreen):
             )
         )
         layers.display = True
-        wanted = list(row.layers)
+        wanted = sorted(row.layers)  # stable order (events arrive in any order)
         if list(layers.rows) != wanted:
             layers.clear()
             for digest in wanted:

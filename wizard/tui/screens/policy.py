@@ -35,9 +35,7 @@ class PolicyScreen(WizardScreen):
             yield Button("Create the role for me…", id="create-role", compact=True)
         yield Static(id="policy-result", classes="result")
         yield Static(
-            Content.from_markup(
-                "[b]Why some ARNs are missing:[/b] $t", t=INVALID_ARN_EXPLANATION
-            ),
+            Content.from_markup("[b]Why some ARNs are missing:[/b] $t", t=INVALID_ARN_EXPLANATION),
             classes="note",
             id="arn-note",
         )
