@@ -493,8 +493,6 @@ def _cmd_run(args: argparse.Namespace, wizard: Any) -> int:
     for s in only:
         if s not in STEP_IDS:
             raise InputError(f"unknown step {s!r} in --steps", f"choose from: {', '.join(STEP_IDS)}")
-    if wizard.settings.tag and wizard.mode() == "done" and wizard.settings.tag != wizard.tag:
-        wizard.begin_upgrade(wizard.settings.tag)
     pending = (
         wizard.pending_steps(only)
         if not args.dry_run
@@ -502,6 +500,8 @@ def _cmd_run(args: argparse.Namespace, wizard: Any) -> int:
     )
     if args.print_commands:
         _print_commands(wizard)
+    if not args.dry_run:
+        wizard.check_inputs(pending)
     if args.dry_run:
         _print_json({"would_run": pending, "tag": wizard.tag}) if args.json else print(
             "would run: " + (", ".join(pending) or "nothing — everything is done")
@@ -569,8 +569,6 @@ def _cmd_login(args: argparse.Namespace, wizard: Any) -> int:
 
 
 def _cmd_mirror(args: argparse.Namespace, wizard: Any) -> int:
-    if wizard.settings.tag and wizard.settings.tag != wizard.tag:
-        wizard.begin_upgrade(wizard.settings.tag)
     if args.print_commands:
         _print_commands(wizard)
         return EXIT_OK
@@ -590,11 +588,13 @@ def _cmd_configure(args: argparse.Namespace, wizard: Any) -> int:
     from wizard.core import envfile
     from wizard.core.settings import parse_target
 
-    if args.repository:
-        wizard.set_input("target", parse_target(args.repository).spec)
+    target = parse_target(args.repository) if args.repository else wizard.target()
     if args.create_env and not wizard.settings.env_path.exists():
         envfile.create_from_example(wizard.settings.env_path.parent)
-    change = wizard.env_change()
+    # read and plan the .env first: a missing/unreadable file must leave no state behind
+    change = envfile.plan_env_update(wizard.settings.env_path, target.repository_prefix, wizard.tag)
+    if args.repository:
+        wizard.set_input("target", target.spec)
     if args.dry_run or args.print_commands:
         print(change.diff() or f"{change.path}: already up to date")
         return EXIT_OK

@@ -223,26 +223,29 @@ def _match_owner_and_mode(fd: int, st: os.stat_result) -> None:
 
 
 def _write_backup(real: Path, data: bytes, st: os.stat_result) -> Path:
+    """Write the backup to a temp file, fsync it, then link it to its final name: a crash never
+    leaves a partial ``.env.bak-*`` behind (at worst a stray temp file)."""
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     base = f"{real.name}.bak-{stamp}"
-    for n in range(1000):
-        candidate = real.parent / (base if n == 0 else f"{base}-{n}")
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                _match_owner_and_mode(f.fileno(), st)
-                os.fsync(f.fileno())
-            os.utime(candidate, ns=(st.st_atime_ns, st.st_mtime_ns))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(candidate)
-            raise
-        return candidate
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.bak.", suffix=".tmp", dir=real.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            _match_owner_and_mode(f.fileno(), st)
+            os.fsync(f.fileno())
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        for n in range(1000):
+            candidate = real.parent / (base if n == 0 else f"{base}-{n}")
+            try:
+                os.link(tmp, candidate)
+            except FileExistsError:
+                continue
+            _fsync_dir(real.parent)
+            return candidate
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
     raise InputError(f"too many backups of {real} this second", "wait a second and retry")  # pragma: no cover
 
 

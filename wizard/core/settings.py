@@ -185,7 +185,13 @@ class Settings:
         validate_account(self.vendor_account, "vendor account")
         validate_region(self.region)
         if self.source_registry:
-            validate_host(self.source_registry.split("://", 1)[-1].rstrip("/"))
+            scheme, sep, rest = self.source_registry.partition("://")
+            if sep and scheme not in ("http", "https"):
+                raise InputError(
+                    f"invalid source registry {self.source_registry!r}: unsupported scheme {scheme!r}",
+                    "use HOST[:PORT] (https) or http://HOST[:PORT]",
+                )
+            validate_host((rest if sep else self.source_registry).rstrip("/"))
         if self.source_prefix:
             validate_repo_path(self.source_prefix, "source prefix")
         validate_services(self.services)

@@ -116,6 +116,8 @@ class Wizard:
             inputs.setdefault(key, value)
         if not inputs.get("tag"):
             inputs["tag"] = s.tag or envfile.read_version(s.dir) or DEFAULT_TAG
+        elif s.tag and s.tag != inputs["tag"]:
+            self._change_tag(s.tag)
         # Not saved here: opening must write nothing (bad input later leaves no trace).
 
     def save(self) -> None:
@@ -169,16 +171,36 @@ class Wizard:
         """Ask for a new tag: only mirror → configure → verify run again."""
         validate_tag(tag)
         with self._lock:
-            old = self.tag
-            if tag == old and self.mode() == "done":
+            if tag == self.tag and self.mode() == "done":
                 return
-            self.state.set_input("previous_tag", old)
-            self.state.set_input("tag", tag)
+            self._change_tag(tag)
+            self.save()
+
+    def _change_tag(self, tag: str) -> None:
+        """Switch to ``tag`` in memory; steps that depend on the tag become pending again."""
+        old = self.tag
+        if tag == old:
+            return
+        self.state.set_input("previous_tag", old)
+        self.state.set_input("tag", tag)
+        if any(self.status(sid) in DONE_STATES for sid in UPGRADE_STEPS):
             for sid in UPGRADE_STEPS:
                 rec = self.state.step(sid)
                 rec.status, rec.summary, rec.error, rec.finished_at = "pending", "", "", ""
             self.state.add_history("upgrade", **{"from": old, "to": tag})
-            self.save()
+
+    def check_inputs(self, steps: Iterable[str]) -> None:
+        """Fail fast (before any step runs) when an input one of ``steps`` needs is missing."""
+        steps = set(steps)
+        from_archive = bool(self.state.inputs.get("from_archive"))
+        if not from_archive and steps & {"share", "auth"}:
+            self.role_arn()
+        if not from_archive and "mirror" in steps:
+            self.role_arn()
+        if "mirror" in steps and self.engine == "archive" and not self.state.inputs.get("archive"):
+            raise InputError("no archive path given", "pass --archive PATH (a folder or a .tar file)")
+        if (steps & {"configure", "verify"}) or ("mirror" in steps and self.engine != "archive"):
+            self.target()
 
     # -- inputs --------------------------------------------------------------------------
     def set_input(self, key: str, value: str) -> None:
@@ -245,8 +267,8 @@ class Wizard:
         with self._lock:
             rec.status, rec.started_at, rec.error = "running", now_iso(), ""
             self.save()
-        emit(StepStarted(step_id))
         try:
+            emit(StepStarted(step_id))
             summary = fn(emit, cancel)
         except (Cancelled, KeyboardInterrupt):
             cancel.set()  # let worker threads of this step wind down
@@ -439,9 +461,11 @@ class Wizard:
                     failed.append(service)
             self.save()
         if failed:
+            causes = [r for r in result.images.values() if not r.ok and r.message]
+            cause = f" — first error ({causes[0].service}): {causes[0].message}" if causes else ""
             raise WizardError(
-                f"{len(failed)} image(s) did not arrive intact: {', '.join(failed)}",
-                "run the mirror step again: finished layers are not sent again",
+                f"{len(failed)} of {len(checks)} images were not mirrored ({', '.join(sorted(failed))}){cause}",
+                "fix that, then run the mirror step again: finished layers are not sent again",
             )
         if self.engine == "archive":
             self.mark("configure", "skipped", "archive export: configure after pushing it inward")
