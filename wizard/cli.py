@@ -225,6 +225,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """Build and validate Settings from parsed args (flags already fell back to env vars)."""
     kw: dict[str, Any] = {}
     if args.dir is not None:
+        if getattr(args, "demo", False) and not args.dir.exists():
+            args.dir.mkdir(parents=True)  # a demo may start in a new folder
         if not args.dir.is_dir():
             raise InputError(f"folder {args.dir} does not exist", "pass --dir with your Currents on-prem folder")
         kw["dir"] = args.dir.resolve()

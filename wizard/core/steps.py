@@ -14,10 +14,12 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,8 @@ class Wizard:
         """Validate and remember a (non-secret) input."""
         if key == "role_arn" and value:
             value = policy.validate_role_arn(value.strip())
+            if value != self.state.inputs.get("role_arn"):
+                self._vendor = None  # credentials belong to the old role: log in again
         elif key == "target" and value:
             value = parse_target(value).spec
         elif key == "tag":
@@ -264,30 +268,30 @@ class Wizard:
         cancel = cancel or threading.Event()
         fn: Callable[[Emit, threading.Event], str] = getattr(self, f"_run_{step_id}")
         rec = self.state.step(step_id)
-        with self._lock:
-            rec.status, rec.started_at, rec.error = "running", now_iso(), ""
-            self.save()
         try:
+            with self._lock, _sigint_deferred():
+                rec.status, rec.started_at, rec.error = "running", now_iso(), ""
+                self.save()
             emit(StepStarted(step_id))
             summary = fn(emit, cancel)
         except (Cancelled, KeyboardInterrupt):
             cancel.set()  # let worker threads of this step wind down
-            with self._lock:
+            with self._lock, _sigint_deferred():
                 rec.status, rec.summary = "pending", "interrupted — run again to resume"
                 self.save()
             raise
         except WizardError as exc:
-            with self._lock:
+            with self._lock, _sigint_deferred():
                 rec.status, rec.error = "failed", str(exc)
                 self.save()
             emit(StepFailed(step_id, exc.message, exc.hint))
             raise
         except BaseException:
-            with self._lock:
+            with self._lock, _sigint_deferred():
                 rec.status, rec.error = "failed", "unexpected error"
                 self.save()
             raise
-        with self._lock:
+        with self._lock, _sigint_deferred():
             if rec.status == "running":
                 rec.status = "done"
             rec.finished_at, rec.summary = now_iso(), summary
@@ -334,9 +338,7 @@ class Wizard:
         if role_name:
             ident = self.backend.identity()
             trust = policy.trust_policy(ident.account)
-            outcome = self.backend.ensure_role(
-                role_name, trust, policy.identity_policy(self.settings), update=False
-            )
+            outcome = self.backend.ensure_role(role_name, trust, policy.identity_policy(self.settings), update=False)
             emit(Info(f"role {outcome.arn}: {outcome.status}", step="policy"))
             if outcome.status == "differs":
                 emit(Info(outcome.message or "the existing role's policy differs", level="warning", step="policy"))
@@ -462,11 +464,14 @@ class Wizard:
             self.save()
         if failed:
             causes = [r for r in result.images.values() if not r.ok and r.message]
-            cause = f" — first error ({causes[0].service}): {causes[0].message}" if causes else ""
-            raise WizardError(
-                f"{len(failed)} of {len(checks)} images were not mirrored ({', '.join(sorted(failed))}){cause}",
-                "fix that, then run the mirror step again: finished layers are not sent again",
+            which = (
+                "no image was mirrored"
+                if len(failed) == len(checks)
+                else (f"{len(failed)} of {len(checks)} images were not mirrored ({', '.join(sorted(failed))})")
             )
+            if causes:
+                raise WizardError(f"{which}: {causes[0].message}", "then run again (finished layers are kept)")
+            raise WizardError(which, "run the mirror step again: finished layers are not sent again")
         if self.engine == "archive":
             self.mark("configure", "skipped", "archive export: configure after pushing it inward")
             self.mark("verify", "skipped", "archive export")
@@ -554,6 +559,29 @@ class Wizard:
         if compose:
             emit(Info(compose, step="verify"))
         return f"{len(self.settings.services)} images verified at {want_repo} ({self.tag})"
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block — a state save — is finished, then raise it.
+
+    Only in the main thread (signal handlers live there); elsewhere the block just runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    except ValueError:  # not the main interpreter thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
 
 
 def _docker_cred(host: str) -> Credential | None:
