@@ -51,7 +51,8 @@ from wizard.core.transports.base import (
 log = logging.getLogger(__name__)
 
 EMIT_INTERVAL = 0.1  # seconds between progress events for one blob / one image
-COPY_ATTEMPTS = 3  # per blob and target repository (a failed stream cannot be replayed by the transport)
+COPY_ATTEMPTS = 3  # per blob, over all target repositories (a failed stream cannot be replayed by the transport)
+SOURCE_COPY_ATTEMPTS = 2  # copies that broke on the source side (each after the reader's own resumes)
 DEFAULT_PARALLEL = 6
 SMALL_BLOB = 1 << 20  # bytes; smaller blobs are latency, not bandwidth (see ``_blob_order``)
 
@@ -516,6 +517,9 @@ class _BlobRun:
     copied: bool = False
     mounted: bool = False
     failed: bool = False
+    attempts: int = 0  # failed copies of this blob, over every target repository
+    source_failures: int = 0  # of those, how many broke on the source side
+    error: Exception | None = None  # set once the blob is given up: other repositories fail fast
 
 
 @dataclass
@@ -548,8 +552,18 @@ class _Counted(BlobReader):
             self.blob.moved = self.start
         return _Counted(fresh, self.run, self.blob, self.start)
 
+    source_failed = False  # the source stream (not the target) raised
+
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.inner:
+        chunks = iter(self.inner)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except Exception:
+                self.source_failed = True
+                raise
             if self.run.stopping():
                 raise Cancelled("mirror cancelled", "run it again to resume")
             self.run.moved(self.blob, len(chunk))
@@ -772,6 +786,8 @@ class _Run:
             if self.stopping():
                 raise Cancelled("mirror cancelled", "run it again to resume")
             with self.lock:
+                if br.error is not None:  # already given up for another repository: no new retries
+                    raise br.error
                 start = br.moved
                 counted = br.budget > 0
                 if counted:
@@ -779,11 +795,13 @@ class _Run:
                 else:
                     br.expected += bp.size
                 self._blob_event(br, "copying")
+            counted_reader: _Counted | None = None
             try:
                 with self.source.open_blob(bp.source_repo, bp.digest) as reader:
                     counted_reader = _Counted(reader, self, br, start)
                     self.target.put_blob(repo, bp.digest, bp.size, counted_reader, _noop_progress)
             except Exception as e:
+                source_side = counted_reader is None or counted_reader.source_failed
                 with self.lock:
                     br.moved = start
                     if counted:
@@ -793,6 +811,15 @@ class _Run:
                 if self.stopping() or isinstance(e, Cancelled) or getattr(e, "fatal", False):
                     raise
                 last = e
+                # One budget per blob, not per blob and repository: the source reader already
+                # retried and resumed on its own, so a source that keeps failing is given up early.
+                with self.lock:
+                    br.attempts += 1
+                    br.source_failures += source_side
+                    if br.attempts >= COPY_ATTEMPTS or br.source_failures >= SOURCE_COPY_ATTEMPTS:
+                        br.error = e
+                if br.error is not None:
+                    raise
                 if attempt + 1 < COPY_ATTEMPTS:
                     self.emit(
                         Info(

@@ -255,9 +255,10 @@ class _LazyTransport(httpx.BaseTransport):
 class _Redo(Exception):
     """A request with a one-shot (streamed) body failed in a way that a fresh upload may cure."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, delay: float = 0.0) -> None:
         super().__init__(str(error))
         self.error = error
+        self.delay = delay  # what the server asked us to wait (Retry-After), if anything
 
 
 @dataclass
@@ -470,7 +471,7 @@ class RegistryClient:
                     resp.close()
                     err = http_error(self.host, what or method, status, body, resp.reason_phrase)
                     if not replayable:
-                        raise _Redo(err)
+                        raise _Redo(err, policy.delay_for(retry, resp.headers.get("retry-after")))
                     raise err
                 delay = policy.delay_for(retry, resp.headers.get("retry-after"))
                 resp.close()
@@ -847,15 +848,16 @@ class RegistryClient:
                     return
                 except _Redo as redo:
                     error: Exception = redo.error
+                    wait = redo.delay
                 except BlobVerificationError as exc:
                     if not exc.retryable:
                         raise
-                    error = exc
+                    error, wait = exc, 0.0
                 reopen: Callable[[], BlobReader] | None = getattr(current, "reopen", None)
                 if reopen is None or attempt + 1 >= policy.attempts:
                     raise error
                 log.debug("upload of %s failed (%s); sending it again", digest[:19], error)
-                policy.sleep(policy.backoff(attempt))
+                policy.sleep(max(policy.backoff(attempt), wait))
                 if current is not reader:
                     current.close()
                 current = reopen()
@@ -1028,7 +1030,8 @@ class RegistryBlobReader(BlobReader):
                         f"reading blob {self.digest[:19]} from {client.host} failed after {taken} of {size} bytes "
                         f"({exc.__class__.__name__})",
                         "check the network and run again (finished layers are not sent again)",
-                        retryable=True,
+                        # the reader already spent its budget resuming: an upload must not multiply it
+                        retryable=False,
                     ) from exc
                 policy.sleep(policy.backoff(failures - 1))
                 self._resume(taken)
