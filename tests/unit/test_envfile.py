@@ -27,7 +27,7 @@ from wizard.core.errors import InputError
 
 # The real Currents files (currents-dev/docker, on-prem/2026-01-26-001), bundled unchanged in the package.
 FIXTURES = Path(__file__).resolve().parents[2] / "wizard" / "demo_data"
-SHARED_FIXTURES = Path("/work/shared/fixtures/currents-onprem")
+SHARED_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "currents-onprem"  # beside the clone
 REPO = "127.0.0.1:5002/mirror/"
 BACKUP_RE = re.compile(r"^\.env\.bak-\d{8}T\d{6}(-\d+)?$")
 

@@ -27,7 +27,7 @@ from wizard.core.policy import (
 )
 from wizard.core.settings import SERVICES, Settings
 
-SEED = Path("/work/shared/seed/container-images.md")
+SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "container-images.md"  # beside the clone
 SEED_FALLBACK_VALID = [
     f"arn:aws:ecr:us-east-1:513558712013:repository/currents/on-prem/{s}"
     for s in ("api", "change-streams", "director", "scheduler", "writer", "webhooks")
