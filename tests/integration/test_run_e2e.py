@@ -195,3 +195,19 @@ def test_air_gapped_archive_round_trip(
     st = json.loads((inside / ".currents-wizard" / "state.json").read_text())
     assert [st["steps"][s]["status"] for s in ("policy", "share", "auth")] == ["skipped"] * 3
     assert f"DC_CURRENTS_IMAGE_REPOSITORY={fresh_registry.host}/internal/\n" in (inside / ".env").read_text()
+
+
+def test_target_credentials_from_docker_config(
+    env: dict[str, str], seeded_vendor: SeededVendor, registry_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A user already logged in with `docker login`: the wizard uses ~/.docker/config.json, no password flag."""
+    import base64
+
+    reg = registry_factory(auth=TARGET_USER)
+    cfg = tmp_path / "docker-config"
+    cfg.mkdir()
+    token = base64.b64encode(f"{TARGET_USER[0]}:{TARGET_USER[1]}".encode()).decode()
+    (cfg / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+    out = wizard("run", "--yes", "--target", f"http://{reg.host}/fromconfig", env={**env, "DOCKER_CONFIG": str(cfg)})
+    assert out.returncode == 0, out.stderr
+    assert target_digests(reg, "fromconfig", TAG_OLD, creds=TARGET_USER) == seeded_vendor.digests[TAG_OLD]
