@@ -9,7 +9,6 @@ from wizard.core.settings import (
     Settings,
     env_name,
     parse_target,
-    settings_from_env,
     validate_services,
     validate_tag,
 )
@@ -74,9 +73,6 @@ def test_validate_reports_first_bad_field(tmp_path: Path) -> None:
         Settings(engine="podman").validate()
 
 
-def test_env_names_and_reading() -> None:
+def test_env_names() -> None:
     assert env_name("--source-registry") == "CURRENTS_WIZARD_SOURCE_REGISTRY"
-    got = settings_from_env(
-        {"CURRENTS_WIZARD_SERVICES": "api, writer", "CURRENTS_WIZARD_TAG": "x", "CURRENTS_WIZARD_DIR": "/tmp"}
-    )
-    assert got == {"services": ("api", "writer"), "tag": "x", "dir": Path("/tmp")}
+    assert env_name("target-password-stdin") == "CURRENTS_WIZARD_TARGET_PASSWORD_STDIN"

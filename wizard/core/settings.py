@@ -6,10 +6,8 @@ beyond the defaults.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wizard.core.errors import InputError
@@ -220,25 +218,3 @@ class Settings:
 def env_name(option: str) -> str:
     """``--source-registry`` -> ``CURRENTS_WIZARD_SOURCE_REGISTRY``."""
     return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
-
-
-def settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, object]:
-    """Read ``CURRENTS_WIZARD_<FIELD>`` for every Settings field; returns only those that are set."""
-    env = os.environ if env is None else env
-    out: dict[str, object] = {}
-    for f in fields(Settings):
-        key = ENV_PREFIX + f.name.upper()
-        if key not in env or env[key] == "":
-            continue
-        raw = env[key]
-        if f.name in ("services", "insecure_registries"):
-            out[f.name] = tuple(s.strip() for s in raw.split(",") if s.strip())
-        elif f.name in ("dir", "env_file", "state_file", "archive", "from_archive", "ca_file"):
-            out[f.name] = Path(raw)
-        elif f.name in ("demo", "target_ecr", "scan_on_push"):
-            out[f.name] = raw.lower() in ("1", "true", "yes", "on")
-        elif f.name == "session_duration":
-            out[f.name] = int(raw) if raw.isdigit() else -1
-        else:
-            out[f.name] = raw
-    return out
