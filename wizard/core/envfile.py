@@ -24,6 +24,7 @@ from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 
 from wizard.core.errors import InputError
+from wizard.core.fsutil import fsync_dir
 from wizard.core.settings import validate_host, validate_repo_path, validate_tag
 
 REPOSITORY_KEY = "DC_CURRENTS_IMAGE_REPOSITORY"
@@ -206,15 +207,6 @@ def plan_env_update(env_path: str | Path, repository: str, tag: str) -> EnvChang
     return EnvChange(path, text, new_text, changes, notes, repo, tag)
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _match_owner_and_mode(fd: int, st: os.stat_result) -> None:
     os.fchmod(fd, stat.S_IMODE(st.st_mode))
     if hasattr(os, "fchown") and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != (st.st_uid, st.st_gid):
@@ -241,7 +233,7 @@ def _write_backup(real: Path, data: bytes, st: os.stat_result) -> Path:
                 os.link(tmp, candidate)
             except FileExistsError:
                 continue
-            _fsync_dir(real.parent)
+            fsync_dir(real.parent)
             return candidate
     finally:
         with contextlib.suppress(OSError):
@@ -265,7 +257,7 @@ def _atomic_write(real: Path, data: bytes, st: os.stat_result | None, mode: int 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(real.parent)
+    fsync_dir(real.parent)
 
 
 def apply_env_update(change: EnvChange, backup: bool = True) -> Path | None:
@@ -359,7 +351,7 @@ def create_from_example(directory: str | Path) -> Path:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    _fsync_dir(d)
+    fsync_dir(d)
     return env
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from wizard import __version__
 from wizard.core.errors import LockedError, StateError
+from wizard.core.fsutil import fsync_dir
 
 SCHEMA_VERSION = 1
 STEP_IDS: tuple[str, ...] = ("policy", "share", "auth", "mirror", "configure", "verify")
@@ -298,12 +299,7 @@ class StateStore:
             raise StateError(
                 f"cannot write the state file {self.path}: {exc.strerror}", "free disk space or check permissions"
             ) from exc
-        with contextlib.suppress(OSError):
-            dfd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        fsync_dir(self.path.parent)
 
     def reset(self) -> Path | None:
         """Move the state file aside (kept as ``state.json.reset-<time>``); returns where it went."""

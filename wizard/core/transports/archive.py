@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from wizard.core.errors import RegistryError
+from wizard.core.fsutil import fsync_dir
 from wizard.core.transports.base import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_V1_SIGNED,
@@ -125,15 +126,6 @@ def _disk_full(path: Path | str, e: OSError) -> ArchiveError:
 
 def _is_space_error(e: OSError) -> bool:
     return e.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _atomic_write(path: Path, data: bytes, fsync: bool = True) -> None:
@@ -434,7 +426,7 @@ class OciLayoutTransport(_LayoutBase):
         name = f"{repo}:{tag}"
         with self._locked():
             if self._fsync:
-                _fsync_dir(self.root / "blobs" / "sha256")  # blobs durable before the index names them
+                fsync_dir(self.root / "blobs" / "sha256")  # blobs durable before the index names them
             doc = self._index()
             entries = [e for e in doc["manifests"] if (e.get("annotations") or {}).get(REF_NAME) != name]
             entries.append(
@@ -449,7 +441,7 @@ class OciLayoutTransport(_LayoutBase):
             _atomic_write(self.root / INDEX_FILE, self._dump_index(doc), self._fsync)
             self._write_contents()
             if self._fsync:
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
 
     def _write_contents(self) -> None:
         old = self.contents() or {}
@@ -606,7 +598,7 @@ def pack_layout(layout_dir: str | os.PathLike[str], tar_path: str | os.PathLike[
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
+        fsync_dir(dst.parent)
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
