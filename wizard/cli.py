@@ -102,9 +102,9 @@ def _common_parser(suppress: bool = False) -> argparse.ArgumentParser:
     g.add_argument(
         "--insecure-registry",
         action="append",
-        default=None,
+        default=[h.strip() for h in (_env("insecure-registry") or "").split(",") if h.strip()] or None,
         metavar="HOST",
-        help="use plain HTTP for HOST (repeatable)",
+        help=f"use plain HTTP for HOST (repeatable; {ENV_PREFIX}INSECURE_REGISTRY takes a comma-separated list)",
     )
     g.add_argument("--ca-file", type=Path, default=_env("ca-file"), help="PEM CA bundle to trust for registries")
     g.add_argument("--target-username", default=_env("target-username"), help="username for your registry")
@@ -198,14 +198,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo", action="store_true", default=_env_flag("demo"), help="offline demo backend")
 
     pol = add("policy", "print the IAM policy for your pull role (or check one)")
-    pol.add_argument("--trust", action="store_true", help="print the role's trust policy instead")
-    pol.add_argument("--account", help="your AWS account for the trust policy (default: from your credentials)")
-    pol.add_argument("--check", type=Path, metavar="FILE", help="check a policy JSON file for mistakes")
-    pol.add_argument("--output", "-o", type=Path, help="write to FILE instead of stdout")
+    pol.add_argument(
+        "--trust", action="store_true", default=_env_flag("trust"), help="print the role's trust policy instead"
+    )
+    pol.add_argument(
+        "--account",
+        default=_env("account"),
+        help="your AWS account for the trust policy (default: from your credentials)",
+    )
+    pol.add_argument(
+        "--check", type=Path, metavar="FILE", default=_env("check"), help="check a policy JSON file for mistakes"
+    )
+    pol.add_argument("--output", "-o", type=Path, default=_env("output"), help="write to FILE instead of stdout")
 
     role = add("role", "create (or compare) the IAM role with the generated policies")
     role.add_argument("--role-name", default=_env("role-name", "CurrentsEcrPull"), help="role name (CurrentsEcrPull)")
-    role.add_argument("--update", action="store_true", help="update an existing role whose policy differs")
+    role.add_argument(
+        "--update",
+        action="store_true",
+        default=_env_flag("update"),
+        help="update an existing role whose policy differs",
+    )
 
     add("share", "print the message to send your Currents contact")
     add("probe", "check whether Currents has granted your role access")
@@ -213,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("mirror", "copy the images into your registry (or an archive)")
     cfg = add("configure", "set DC_CURRENTS_IMAGE_REPOSITORY and DC_CURRENTS_IMAGE_TAG in the .env")
     cfg.add_argument("--repository", default=_env("repository"), help="value for DC_CURRENTS_IMAGE_REPOSITORY")
-    cfg.add_argument("--create-env", action="store_true", help="create .env from .env.example when missing")
+    cfg.add_argument(
+        "--create-env",
+        action="store_true",
+        default=_env_flag("create-env"),
+        help="create .env from .env.example when missing",
+    )
     add("verify", "check the mirrored images and the .env")
     add("status", "show what is done")
     add("reset", "forget the wizard's state (the .env and your registry are untouched)")
@@ -253,10 +271,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             kw[name] = Path(value)
     if args.state is not None:
         kw["state_file"] = Path(args.state)
-    insecure = list(args.insecure_registry or [])
-    env_insecure = _env("insecure-registry")
-    if env_insecure:
-        insecure += [h.strip() for h in env_insecure.split(",") if h.strip()]
+    insecure = list(dict.fromkeys(args.insecure_registry or []))
     if insecure:
         kw["insecure_registries"] = tuple(insecure)
     if kw.get("archive") and "engine" not in kw:
