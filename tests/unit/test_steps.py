@@ -123,3 +123,13 @@ def test_inputs_are_validated(tmp_path: Path) -> None:
 def test_second_wizard_on_same_folder_is_locked(tmp_path: Path) -> None:
     with make(tmp_path), pytest.raises(LockedError):
         make(tmp_path).open()
+
+
+def test_engine_flag_overrides_the_remembered_one_even_when_it_is_the_default(tmp_path: Path) -> None:
+    with make(tmp_path) as wiz:
+        assert wiz.engine == "registry"
+        wiz.set_input("engine", "docker")
+    with make(tmp_path) as wiz:
+        assert wiz.engine == "docker"  # remembered when no flag is given
+    with make(tmp_path, engine="registry") as wiz:
+        assert wiz.engine == "registry"  # an explicit --engine registry wins

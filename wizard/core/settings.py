@@ -147,7 +147,7 @@ class Settings:
     role_arn: str = ""
     target: str = ""
     profile: str = ""
-    engine: str = "registry"
+    engine: str = ""  # "" = not given: the state's choice, else "registry"
     archive: Path | None = None
     from_archive: Path | None = None
     insecure_registries: tuple[str, ...] = ()
@@ -197,7 +197,7 @@ class Settings:
             validate_tag(self.tag)
         if self.target:
             parse_target(self.target)
-        if self.engine not in ENGINES:
+        if self.engine and self.engine not in ENGINES:
             raise InputError(f"unknown engine {self.engine!r}", f"choose one of: {', '.join(ENGINES)}")
         for host in self.insecure_registries:
             validate_host(host)

@@ -112,8 +112,9 @@ class Wizard:
         ):
             if value:
                 inputs[key] = value
-        if s.engine != "registry" or "engine" not in inputs:
+        if s.engine:
             inputs["engine"] = s.engine
+        inputs.setdefault("engine", "registry")
         for key, value in getattr(self.backend, "default_inputs", {}).items():
             inputs.setdefault(key, value)
         if not inputs.get("tag"):
