@@ -290,7 +290,7 @@ async def test_quit_mid_mirror_exits_0_and_restart_resumes_at_mirror(tmp_path: P
         assert app.return_code == 0
         assert app.cancels == {} or all(e.is_set() for e in app.cancels.values())
         # The copy thread stops at its next chunk and records the interruption.
-        await wait_for_async(lambda: wizard.status("mirror") != "running", 30, "the mirror thread to stop")
+        await wait_for_async(lambda: wizard.wait_idle(timeout=0), 30, "the mirror thread to stop and save")
     finally:
         wizard.close()
     saved = state_json(wizard)["steps"]["mirror"]

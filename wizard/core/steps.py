@@ -73,6 +73,8 @@ class Wizard:
         self._vendor: VendorAccess | None = None
         self._target_credential: Credential | None = None
         self._lock = threading.RLock()
+        self._running = 0  # steps in progress (their final state not yet saved)
+        self._idle = threading.Condition()
         self.last_plan: Any = None
         self.last_result: Any = None
         self.last_probe: ProbeResult | None = None
@@ -268,6 +270,23 @@ class Wizard:
             raise InputError(f"unknown step {step_id!r}", f"choose from: {', '.join(STEP_IDS)}")
         cancel = cancel or threading.Event()
         fn: Callable[[Emit, threading.Event], str] = getattr(self, f"_run_{step_id}")
+        with self._idle:
+            self._running += 1
+        try:
+            self._run_step(step_id, fn, emit, cancel)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no step is running and every step's outcome is saved; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
+
+    def _run_step(
+        self, step_id: str, fn: Callable[[Emit, threading.Event], str], emit: Emit, cancel: threading.Event
+    ) -> None:
         rec = self.state.step(step_id)
         try:
             with self._lock, _sigint_deferred():

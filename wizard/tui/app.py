@@ -292,6 +292,7 @@ def run_app(wizard: Wizard, demo: bool = False) -> int:
     result = app.run()
     for event in app.cancels.values():
         event.set()
+    wizard.wait_idle(timeout=30)  # a cancelled step stops at its next chunk and saves "interrupted"
     if app.return_code not in (None, 0):
         return int(app.return_code)
     return int(result or 0)
