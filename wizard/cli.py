@@ -42,12 +42,29 @@ exit codes: 0 ok · 1 failed · 2 bad input / needs input · 3 access not grante
 """
 
 
-def _env(option: str, default: Any = None) -> Any:
-    return os.environ.get(env_name(option), default) or default
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def _env_flag(option: str) -> bool:
-    return str(os.environ.get(env_name(option), "")).lower() in ("1", "true", "yes", "on")
+def _apply_env_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option reads ``CURRENTS_WIZARD_<OPTION>`` as its default (flags still win).
+
+    Done once over the whole parser rather than option by option, so no option can miss it.
+    Options whose default is SUPPRESS (a subcommand's copy of a common option) are left alone:
+    the top-level parser already supplies their default.
+    """
+    for action in parser._actions:
+        if not action.option_strings or action.default is argparse.SUPPRESS or action.dest in ("help", "version"):
+            continue
+        raw = os.environ.get(env_name(max(action.option_strings, key=len)), "")
+        if not raw:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            action.default = _truthy(raw)
+        elif isinstance(action, argparse._AppendAction):
+            action.default = [h.strip() for h in raw.split(",") if h.strip()] or None
+        else:
+            action.default = raw  # argparse applies ``type`` to string defaults
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,85 +90,68 @@ class _Group:
 def _common_parser(suppress: bool = False) -> argparse.ArgumentParser:
     p = _Parser(add_help=False)
     g = _Group(p.add_argument_group("common options"), suppress)
-    g.add_argument(
-        "--dir", type=Path, default=_env("dir"), help="the Currents on-prem folder (default: current folder)"
-    )
-    g.add_argument("--env-file", type=Path, default=_env("env-file"), help="the .env to edit (default: DIR/.env)")
-    g.add_argument(
-        "--state", type=Path, default=_env("state"), help="state file (default: DIR/.currents-wizard/state.json)"
-    )
-    g.add_argument("--tag", default=_env("tag"), help="image tag to mirror, e.g. 2026-01-26-001 or staging")
-    g.add_argument("--role-arn", default=_env("role-arn"), help="your IAM role that Currents grants pull access")
-    g.add_argument("--target", default=_env("target"), help="your registry: HOST[:PORT]/PATH (http:// for plain HTTP)")
-    g.add_argument(
-        "--source-registry", default=_env("source-registry"), help="vendor registry host (default: Currents' ECR)"
-    )
-    g.add_argument("--source-prefix", default=_env("source-prefix"), help="vendor repository prefix (currents/on-prem)")
-    g.add_argument("--services", default=_env("services"), help=f"comma-separated subset of: {','.join(SERVICES)}")
-    g.add_argument("--vendor-account", default=_env("vendor-account"), help="vendor AWS account (513558712013)")
-    g.add_argument("--region", default=_env("region"), help="vendor registry region (us-east-1)")
-    g.add_argument("--profile", default=_env("profile"), help="AWS profile for your own credentials")
+    g.add_argument("--dir", type=Path, help="the Currents on-prem folder (default: current folder)")
+    g.add_argument("--env-file", type=Path, help="the .env to edit (default: DIR/.env)")
+    g.add_argument("--state", type=Path, help="state file (default: DIR/.currents-wizard/state.json)")
+    g.add_argument("--tag", help="image tag to mirror, e.g. 2026-01-26-001 or staging")
+    g.add_argument("--role-arn", help="your IAM role that Currents grants pull access")
+    g.add_argument("--target", help="your registry: HOST[:PORT]/PATH (http:// for plain HTTP)")
+    g.add_argument("--source-registry", help="vendor registry host (default: Currents' ECR)")
+    g.add_argument("--source-prefix", help="vendor repository prefix (currents/on-prem)")
+    g.add_argument("--services", help=f"comma-separated subset of: {','.join(SERVICES)}")
+    g.add_argument("--vendor-account", help="vendor AWS account (513558712013)")
+    g.add_argument("--region", help="vendor registry region (us-east-1)")
+    g.add_argument("--profile", help="AWS profile for your own credentials")
     g.add_argument(
         "--engine",
         choices=("registry", "docker", "archive"),
-        default=_env("engine"),
         help="how to mirror: registry (default, digest-exact), docker (pull/tag/push), archive",
     )
-    g.add_argument("--archive", type=Path, default=_env("archive"), help="write images to an OCI layout dir or .tar")
-    g.add_argument("--from-archive", type=Path, default=_env("from-archive"), help="push images from an OCI archive")
+    g.add_argument("--archive", type=Path, help="write images to an OCI layout dir or .tar")
+    g.add_argument("--from-archive", type=Path, help="push images from an OCI archive")
     g.add_argument(
         "--insecure-registry",
         action="append",
-        default=[h.strip() for h in (_env("insecure-registry") or "").split(",") if h.strip()] or None,
+        default=None,
         metavar="HOST",
         help=f"use plain HTTP for HOST (repeatable; {ENV_PREFIX}INSECURE_REGISTRY takes a comma-separated list)",
     )
-    g.add_argument("--ca-file", type=Path, default=_env("ca-file"), help="PEM CA bundle to trust for registries")
-    g.add_argument("--target-username", default=_env("target-username"), help="username for your registry")
+    g.add_argument("--ca-file", type=Path, help="PEM CA bundle to trust for registries")
+    g.add_argument("--target-username", help="username for your registry")
     g.add_argument(
         "--target-ecr",
         action="store_true",
-        default=_env_flag("target-ecr"),
         help="treat the target as Amazon ECR (token from your credentials, repositories created)",
     )
     g.add_argument(
         "--tag-mutability",
         choices=("MUTABLE", "IMMUTABLE"),
-        default=_env("tag-mutability"),
         help="for ECR repositories the wizard creates (IMMUTABLE blocks re-pushing a moving tag like staging)",
     )
     g.add_argument(
         "--scan-on-push",
         action="store_true",
-        default=_env_flag("scan-on-push"),
         help="enable scan on push for ECR repositories the wizard creates",
     )
     g.add_argument(
         "--session-duration",
         type=int,
-        default=_env("session-duration"),
         help="seconds for the assumed-role session (900-43200, default 3600)",
     )
     g.add_argument(
         "--target-password-stdin",
         action="store_true",
-        default=_env_flag("target-password-stdin"),
         help=f"read your registry password from stdin (or set {ENV_PREFIX}TARGET_PASSWORD)",
     )
-    g.add_argument("--yes", "-y", action="store_true", default=_env_flag("yes"), help="do not ask; assume yes")
-    g.add_argument(
-        "--dry-run", action="store_true", default=_env_flag("dry-run"), help="show what would happen; change nothing"
-    )
+    g.add_argument("--yes", "-y", action="store_true", help="do not ask; assume yes")
+    g.add_argument("--dry-run", action="store_true", help="show what would happen; change nothing")
     g.add_argument(
         "--print-commands",
         action="store_true",
-        default=_env_flag("print-commands"),
         help="print the equivalent shell commands (secrets redacted)",
     )
-    g.add_argument("--json", action="store_true", default=_env_flag("json"), help="machine-readable output")
-    g.add_argument(
-        "--verbose", "-v", action="store_true", default=_env_flag("verbose"), help="log details to the terminal"
-    )
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+    g.add_argument("--verbose", "-v", action="store_true", help="log details to the terminal")
     return p
 
 
@@ -169,12 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo",
         action="store_true",
-        default=_env_flag("demo"),
         help="show the whole flow offline, with no AWS account (scratch folder unless --dir)",
     )
-    parser.add_argument(
-        "--plain", action="store_true", default=_env_flag("plain"), help="plain prompts instead of the full-screen app"
-    )
+    parser.add_argument("--plain", action="store_true", help="plain prompts instead of the full-screen app")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
@@ -188,35 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     run = add("run", "run every step that is not done yet, non-interactively")
-    run.add_argument("--steps", default=_env("steps"), help="only these steps (comma-separated)")
+    run.add_argument("--steps", help="only these steps (comma-separated)")
     run.add_argument(
         "--create-role",
         metavar="NAME",
-        default=_env("create-role"),
         help="create the IAM role NAME with the generated policy (policy step)",
     )
-    run.add_argument("--demo", action="store_true", default=_env_flag("demo"), help="offline demo backend")
+    run.add_argument("--demo", action="store_true", help="offline demo backend")
 
     pol = add("policy", "print the IAM policy for your pull role (or check one)")
-    pol.add_argument(
-        "--trust", action="store_true", default=_env_flag("trust"), help="print the role's trust policy instead"
-    )
+    pol.add_argument("--trust", action="store_true", help="print the role's trust policy instead")
     pol.add_argument(
         "--account",
-        default=_env("account"),
         help="your AWS account for the trust policy (default: from your credentials)",
     )
-    pol.add_argument(
-        "--check", type=Path, metavar="FILE", default=_env("check"), help="check a policy JSON file for mistakes"
-    )
-    pol.add_argument("--output", "-o", type=Path, default=_env("output"), help="write to FILE instead of stdout")
+    pol.add_argument("--check", type=Path, metavar="FILE", help="check a policy JSON file for mistakes")
+    pol.add_argument("--output", "-o", type=Path, help="write to FILE instead of stdout")
 
     role = add("role", "create (or compare) the IAM role with the generated policies")
-    role.add_argument("--role-name", default=_env("role-name", "CurrentsEcrPull"), help="role name (CurrentsEcrPull)")
+    role.add_argument("--role-name", default="CurrentsEcrPull", help="role name (CurrentsEcrPull)")
     role.add_argument(
         "--update",
         action="store_true",
-        default=_env_flag("update"),
         help="update an existing role whose policy differs",
     )
 
@@ -225,16 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("login", "assume your role and get a token for Currents' registry (the authenticate step)")
     add("mirror", "copy the images into your registry (or an archive)")
     cfg = add("configure", "set DC_CURRENTS_IMAGE_REPOSITORY and DC_CURRENTS_IMAGE_TAG in the .env")
-    cfg.add_argument("--repository", default=_env("repository"), help="value for DC_CURRENTS_IMAGE_REPOSITORY")
+    cfg.add_argument("--repository", help="value for DC_CURRENTS_IMAGE_REPOSITORY")
     cfg.add_argument(
         "--create-env",
         action="store_true",
-        default=_env_flag("create-env"),
         help="create .env from .env.example when missing",
     )
     add("verify", "check the mirrored images and the .env")
     add("status", "show what is done")
     add("reset", "forget the wizard's state (the .env and your registry are untouched)")
+    for p in (parser, *sub.choices.values()):
+        _apply_env_defaults(p)
     return parser
 
 
