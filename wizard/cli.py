@@ -501,11 +501,7 @@ def _cmd_run(args: argparse.Namespace, wizard: Any) -> int:
     for s in only:
         if s not in STEP_IDS:
             raise InputError(f"unknown step {s!r} in --steps", f"choose from: {', '.join(STEP_IDS)}")
-    pending = (
-        wizard.pending_steps(only)
-        if not args.dry_run
-        else [s for s in STEP_IDS if s in only and wizard.status(s) not in ("done", "skipped")]
-    )
+    pending = wizard.pending_steps(only)
     if args.print_commands:
         _print_commands(wizard)
     if not args.dry_run:

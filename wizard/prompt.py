@@ -189,8 +189,8 @@ class PlainFrontEnd:
     def run(self) -> int:
         try:
             self._welcome()
-            # pending_steps() also marks the steps a run does not need as skipped (e.g. the AWS
-            # steps when the images come from an archive)
+            # steps a run does not need are already skipped in the state (e.g. the AWS steps once
+            # the images come from an archive: set_input("from_archive", …) marks them)
             while pending := self.wizard.pending_steps():
                 sid = pending[0]
                 self._step(sid)

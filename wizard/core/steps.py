@@ -123,6 +123,7 @@ class Wizard:
             inputs["tag"] = s.tag or envfile.read_version(s.dir) or DEFAULT_TAG
         elif s.tag and s.tag != inputs["tag"]:
             self._change_tag(s.tag)
+        self._skip_aws_steps_for_archive()
         # Not saved here: opening must write nothing (bad input later leaves no trace).
 
     def save(self) -> None:
@@ -159,7 +160,7 @@ class Wizard:
         statuses = [self.status(s) for s in STEP_IDS]
         if all(st in DONE_STATES for st in statuses):
             return "done"
-        if all(st == "pending" for st in statuses):
+        if all(st in ("pending", "skipped") for st in statuses):  # nothing has been done yet
             return "first-run"
         return "resume"
 
@@ -225,6 +226,8 @@ class Wizard:
             raise InputError(f"unknown engine {value!r}", "choose registry, docker or archive")
         with self._lock:
             self.state.set_input(key, value)
+            if key == "from_archive":
+                self._skip_aws_steps_for_archive()
             self.save()
 
     def set_target_credential(self, username: str, password: str) -> None:
@@ -329,14 +332,17 @@ class Wizard:
         return ran
 
     def pending_steps(self, only: Iterable[str] | None = None) -> list[str]:
-        """The steps a run would execute, in order (optionally limited to ``only``)."""
+        """The steps a run would execute, in order (optionally limited to ``only``). Changes nothing."""
         wanted = set(only) if only is not None else set(STEP_IDS)
-        if self.state.inputs.get("from_archive"):
-            # images come from an archive carried in: no AWS role, token or access check needed
-            for sid in ("policy", "share", "auth"):
-                if self.status(sid) not in DONE_STATES:
-                    self.mark(sid, "skipped", "not needed: images come from an archive")
         return [sid for sid in STEP_IDS if sid in wanted and self.status(sid) not in DONE_STATES]
+
+    def _skip_aws_steps_for_archive(self) -> None:
+        """Images carried in as an archive need no AWS role, token or access check (in memory)."""
+        if self.state.inputs.get("from_archive"):
+            for sid in ("policy", "share", "auth"):
+                rec = self.state.step(sid)
+                if rec.status not in DONE_STATES:
+                    rec.status, rec.summary = "skipped", "not needed: images come from an archive"
 
     def mark(self, step_id: str, status: str, summary: str = "") -> None:
         with self._lock:
