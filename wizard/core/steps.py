@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from wizard.core import envfile, policy
-from wizard.core.backend import Backend, ProbeResult, VendorAccess
+from wizard.core.backend import Backend, ProbeResult, VendorAccess, docker_config_credential
 from wizard.core.credentials import Credential
 from wizard.core.errors import AccessNotGranted, Cancelled, InputError, WizardError
 from wizard.core.events import Emit, Info, StepFailed, StepFinished, StepStarted, discard
@@ -529,7 +529,7 @@ class Wizard:
                 self.settings.source_ref(service, self.tag),
                 f"{tgt.repository_prefix}{service}:{self.tag}",
                 access,
-                self._target_credential or _docker_cred(tgt.host),
+                self._target_credential or docker_config_credential(tgt.host),
                 emit,
                 cancel,
             )
@@ -608,12 +608,6 @@ def _sigint_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if received:
             raise KeyboardInterrupt
-
-
-def _docker_cred(host: str) -> Credential | None:
-    from wizard.core.backend import docker_config_credential
-
-    return docker_config_credential(host)
 
 
 def compose_check(folder: Path, env_path: Path) -> str:
