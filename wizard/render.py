@@ -17,15 +17,8 @@ from wizard.core.events import (
     StepFinished,
     StepStarted,
 )
+from wizard.core.mirror import human_bytes
 from wizard.core.steps import TITLES
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 class LineRenderer:

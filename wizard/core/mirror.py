@@ -229,16 +229,17 @@ class Plan:
             else:
                 extra = f", {i.blobs_to_mount} to mount" if i.blobs_to_mount else ""
                 plats = f" [{', '.join(i.platforms)}]" if i.platforms else ""
-                what = f"copy {i.blobs_to_copy} blobs, {_human(i.bytes_to_copy)}{extra}{plats}"
+                what = f"copy {i.blobs_to_copy} blobs, {human_bytes(i.bytes_to_copy)}{extra}{plats}"
             lines.append(f"  {i.key:<15} {j.source_repo}:{j.tag} → {j.target_repo}:{j.tag}  {what}")
         lines.append(
             f"Total: {self.images_to_copy} of {len(self.images)} images to copy, {self.blobs_to_copy} unique blobs, "
-            f"{_human(self.bytes_to_copy)} to move, {self.blobs_to_mount} to mount"
+            f"{human_bytes(self.bytes_to_copy)} to move, {self.blobs_to_mount} to mount"
         )
         return "\n".join(lines)
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``1234567`` -> ``1.2 MB`` (decimal units)."""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
