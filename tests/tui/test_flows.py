@@ -3,7 +3,9 @@ against the real step model, state store, .env writer and copy engine, with the 
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -396,10 +398,16 @@ async def test_target_password_is_never_written(wizard: Wizard) -> None:
         assert screen.query_one("#password", Input).password
         screen.query_one("#username", Input).value = "mirror-bot"
         screen.query_one("#password", Input).value = secret
+        await pilot.pause()
+        shots = [app.export_screenshot()]  # what a screenshot of the typed password shows
         await pilot.click("#start")
         await wait_idle(pilot)
+        shots.append(app.export_screenshot())
         assert wizard.status("mirror") == "done"
         assert wizard.state.inputs["target_username"] == "mirror-bot"
+    texts = [html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ") for svg in shots]
+    assert "mirror-bot" in texts[0], "the screenshot text is readable (the username shows)"
+    assert not [t for t in texts if secret in t], "the password shows in a screenshot"
     for path in wizard.settings.dir.rglob("*"):
         if path.is_file() and path.stat().st_size < 1_000_000:
             assert secret.encode() not in path.read_bytes(), path
