@@ -18,10 +18,12 @@ One :class:`RegistryClient` talks to one registry host and is safe to share betw
   returned plus ``digest=``), cross-repository mounts, downloads that follow storage redirects
   without the ``Authorization`` header and resume with ``Range`` after a dropped connection.
 
-Performance notes (see ``TESTBED.md``): ~1 MiB chunks (joined from the socket's 64 KiB reads,
-which is cheaper than httpx's own re-chunker), one hash per byte (a blob read from a registry is
-verified by the reader, so ``put_blob`` does not hash it again) and no per-chunk work besides
-hashing and the write.
+Performance notes (see ``bench/README.md``): without a proxy, httpx runs over
+:class:`~wizard.core.registry.wire.WireTransport` (``http.client``), which reads blob bodies in
+pieces of up to 1 MiB straight from the socket and sends request bodies as they come, without
+h11's buffer copies; pieces are handed on as they are (never joined), one hash per byte (a blob
+read from a registry is verified by the reader, so ``put_blob`` does not hash it again) and no
+per-chunk work besides hashing and the write.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from wizard.core.registry.errors import (
     transport_error,
 )
 from wizard.core.registry.retry import RETRY_STATUSES, RetryPolicy
+from wizard.core.registry.wire import WireTransport
 from wizard.core.transports.base import (
     ACCEPT_MANIFESTS,
     DOCKER_MANIFEST,
@@ -228,30 +231,6 @@ def _ssl_context(endpoint: RegistryEndpoint) -> ssl.SSLContext | bool:
         return ctx
 
 
-class _LazyTransport(httpx.BaseTransport):
-    """A transport built on first use (for the https mount of a plain-HTTP client)."""
-
-    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
-        self._factory = factory
-        self._transport: httpx.BaseTransport | None = None
-        self._lock = threading.Lock()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        transport = self._transport
-        if transport is None:
-            with self._lock:
-                if self._transport is None:
-                    self._transport = self._factory()
-                transport = self._transport
-        return transport.handle_request(request)
-
-    def close(self) -> None:
-        with self._lock:
-            transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
-
-
 class _Redo(Exception):
     """A request with a one-shot (streamed) body failed in a way that a fresh upload may cure."""
 
@@ -299,18 +278,14 @@ class RegistryClient:
             keepalive_expiry=30.0,
         )
         transport: httpx.BaseTransport | None = None
-        mounts: dict[str, httpx.BaseTransport] | None = None
-        if endpoint.scheme == "http" and endpoint.proxy is None and endpoint.ca_file is None:
-            # Plain HTTP: no TLS context up front (building one costs ~20 ms of CPU). A redirect
-            # to https storage still gets a verified one, built on first use.
-            transport = httpx.HTTPTransport(verify=False, limits=limits, trust_env=False)
-            mounts = {
-                "https://": _LazyTransport(
-                    lambda: httpx.HTTPTransport(verify=_ssl_context(endpoint), limits=limits, trust_env=False)
-                )
-            }
+        if endpoint.proxy is None:
+            # Blob bodies are most of the bytes: http.client under httpx moves them with fewer copies
+            # (wire.py). The TLS context is built on first https use only (it costs ~20 ms of CPU).
+            transport = WireTransport(
+                lambda: _ssl_context(endpoint), max_idle_per_host=endpoint.max_connections, keepalive_expiry=30.0
+            )
         self._http = httpx.Client(
-            verify=_ssl_context(endpoint) if transport is None else False,
+            verify=_ssl_context(endpoint) if transport is None else True,
             timeout=timeout,
             limits=limits,
             trust_env=False,  # the machine's CA/proxy variables must not override --ca-file
@@ -318,7 +293,6 @@ class RegistryClient:
             proxy=endpoint.proxy,
             headers={"User-Agent": f"currents-wizard/{__version__}"},
             transport=transport,
-            mounts=mounts,
         )
         for warning in endpoint.warnings:
             log.info(warning)
@@ -1013,12 +987,14 @@ class RegistryBlobReader(BlobReader):
                     buf.append(raw)
                     buffered += len(raw)
                     if buffered >= CHUNK_SIZE and taken < size:
-                        out = buf[0] if len(buf) == 1 else b"".join(buf)
+                        # handed on piece by piece: joining them would cost a copy of every byte
+                        pieces = buf[:]
                         buf.clear()
                         buffered = 0
-                        hasher.update(out)
-                        handed += len(out)
-                        yield out
+                        for piece in pieces:
+                            hasher.update(piece)
+                            handed += len(piece)
+                            yield piece
                 if taken < size:
                     raise httpx.RemoteProtocolError("body ended early")
             except httpx.TransportError as exc:
