@@ -326,21 +326,19 @@ def _plan_image(
 ) -> None:
     j = img.job
     try:
-        src = source.resolve(j.source_repo, j.tag)
-        if src is None:
+        # The source manifest (one GET) and the target's digest (one HEAD) are read at the same time;
+        # an image the target already has costs exactly these two requests.
+        target_read = io.submit(target.resolve, j.target_repo, j.tag) if io is not None else None
+        top = source.find_manifest(j.source_repo, j.tag)
+        tgt = target_read.result() if target_read is not None else target.resolve(j.target_repo, j.tag)
+        if top is None:
             img.action, img.message = "failed", f"{j.source_repo}:{j.tag} not found in {source.name}"
             return
-        img.source_digest, img.media_type = src.digest, src.media_type
-        tgt = target.resolve(j.target_repo, j.tag)
+        img.source_digest, img.media_type = top.digest, top.media_type
         img.target_digest = tgt.digest if tgt else ""
-        if tgt is not None and tgt.digest == src.digest:
+        if tgt is not None and tgt.digest == top.digest:
             img.action = "skip"
             return
-        top = source.get_manifest(j.source_repo, src.digest)
-        if top.digest != src.digest:
-            raise WizardError(
-                f"{j.source_repo}:{j.tag}: manifest digest changed while reading", "the tag moved; run again"
-            )
         _walk(source, j.source_repo, top, img, io)
         img.size = sum(img.blobs.values()) + sum(len(m.raw) for m in img.manifests)
         if on_walked is not None:

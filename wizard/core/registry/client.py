@@ -579,6 +579,15 @@ class RegistryClient:
             raise
         return manifest.descriptor
 
+    def find_manifest(self, repo: str, reference: str) -> Manifest | None:
+        """The manifest at ``reference`` in one GET (verified like :meth:`get_manifest`), or None on 404."""
+        try:
+            return self.get_manifest(repo, reference)
+        except RegistryHTTPError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def get_manifest(self, repo: str, reference: str) -> Manifest:
         """The raw manifest, verified against ``Docker-Content-Digest`` and a digest reference."""
         check_repo(repo)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
+from wizard.core.errors import WizardError
+
 # Manifest media types we accept and copy.
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -92,6 +94,20 @@ class Transport(ABC):
     @abstractmethod
     def get_manifest(self, repo: str, reference: str) -> Manifest:
         """The raw manifest; raise RegistryError when missing. Implementations verify the digest."""
+
+    def find_manifest(self, repo: str, reference: str) -> Manifest | None:
+        """The manifest at ``reference``, or None when it does not exist.
+
+        The planner reads each source image this way. This default resolves, then reads by digest
+        (two round trips); a transport that can do it in one overrides it.
+        """
+        desc = self.resolve(repo, reference)
+        if desc is None:
+            return None
+        manifest = self.get_manifest(repo, desc.digest)
+        if manifest.digest != desc.digest:
+            raise WizardError(f"{repo}:{reference}: manifest digest changed while reading", "the tag moved; run again")
+        return manifest
 
     @abstractmethod
     def has_blob(self, repo: str, digest: str) -> bool:

@@ -68,6 +68,9 @@ class RegistryTransport(Transport):
     def get_manifest(self, repo: str, reference: str) -> Manifest:
         return self.client.get_manifest(repo, reference)
 
+    def find_manifest(self, repo: str, reference: str) -> Manifest | None:
+        return self.client.find_manifest(repo, reference)
+
     def has_blob(self, repo: str, digest: str) -> bool:
         return self.client.has_blob(repo, digest)
 
