@@ -14,7 +14,8 @@ request body for uploads), ``status`` (500/502/503 with a JSON error), ``retry_a
 ``Retry-After``), ``truncate`` (fewer bytes than ``Content-Length``, then FIN), ``slow`` (body in
 small pieces with pauses), ``unauthorized`` (401 with the upstream's own ``WWW-Authenticate``, as
 an expired token gets), ``delay`` (wait, then forward normally), ``drop`` (forward, then close
-without an answer: the upstream did the work but the client never hears of it).
+without an answer: the upstream did the work but the client never hears of it), ``slow_answer``
+(forward, then wait before answering: a registry slow to commit an upload).
 
 Also:
 
@@ -85,10 +86,10 @@ class Fault:
     status: int = 0
     after: int | None = None  # body bytes sent before a reset/truncate (None: half the body)
     retry_after: str = "1"
-    delay: float = 0.0  # delay: before forwarding; slow: between pieces
+    delay: float = 0.0  # delay: before forwarding; slow: between pieces; slow_answer: before answering
     piece: int = 16 * 1024  # slow: bytes per piece
 
-    KINDS = ("reset", "status", "retry_after", "truncate", "slow", "unauthorized", "delay", "drop")
+    KINDS = ("reset", "status", "retry_after", "truncate", "slow", "unauthorized", "delay", "drop", "slow_answer")
 
     @classmethod
     def reset(cls, after: int | None = None) -> Fault:
@@ -122,6 +123,11 @@ class Fault:
     @classmethod
     def drop(cls) -> Fault:
         return cls("drop")
+
+    @classmethod
+    def slow_answer(cls, seconds: float) -> Fault:
+        """Forward the request (body and all), then wait before answering: a slow commit."""
+        return cls("slow_answer", delay=seconds)
 
 
 @dataclass
@@ -710,6 +716,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and fault.kind == "drop":
                 resp.read()
                 self._cut(rst=False)
+            if fault is not None and fault.kind == "slow_answer":
+                time.sleep(fault.delay)
             self._relay(req, rec, resp, fault, capture, bytes(sent_body or b""))
         finally:
             conn.close()

@@ -13,6 +13,7 @@ import pytest
 
 from tests import imagegen
 from tests.conftest import TAG_NEW, TAG_OLD, TARGET_USER, SeededVendor
+from tests.faultproxy import Fault, FaultProxy, Rule, match
 from tests.testbed import Registry, skopeo_digest, skopeo_inspect_raw
 from tests.unit.test_mirror_archive import ChunkedSource, Counting, Events
 from wizard.core import mirror
@@ -178,3 +179,30 @@ def test_refused_target_fails_each_image_with_a_message(
     assert all(r.state == "failed" and "refused the credentials" in r.message for r in result.images.values())
     assert not any("wrong-password" in r.message for r in result.images.values())
     target.close()
+
+
+def test_a_slow_commit_does_not_hold_a_byte_stream(seeded_vendor: SeededVendor, fresh_registry: Registry) -> None:
+    """With one byte stream, a blob whose upload is fully sent but not yet answered (the registry
+    committing it: on S3-backed registries and busy disks this takes a while) lets the next blob
+    start; the old way, the stream idled until the answer came."""
+    pause = 1.5
+    with FaultProxy(fresh_registry.url, lifetime=120) as proxy:
+        proxy.add(Rule(Fault.slow_answer(pause), match("PUT", r"/blobs/uploads/.*digest="), nth=(1,)))
+        src = connect(seeded_vendor.registry, seeded_vendor.auth)
+        dst = RegistryTransport.for_host(proxy.url)
+        services = ("director",)
+        p = mirror.plan(src, dst, jobs(TAG_OLD, prefix="slowcommit", services=services))
+        assert p.blobs_to_copy >= 3
+        result = mirror.execute(p, src, dst, parallel=1)
+        src.close()
+        dst.close()
+        log = list(proxy.log)
+    assert result.ok, [i.message for i in result.failed]
+    slow = next(r for r in log if r.fault == "slow_answer")
+    answered = slow.t + pause
+    uploads = [r for r in log if r.method == "POST" and "/blobs/uploads/" in r.target]
+    started_meanwhile = [r for r in uploads if slow.t < r.t < answered]
+    assert started_meanwhile, [(round(r.t - slow.t, 2), r.method, r.target[:60]) for r in log]
+    puts = [r for r in log if r.method == "PUT" and "/blobs/uploads/" in r.target]
+    assert len(puts) == p.blobs_to_copy  # every blob sent once: nothing was redone
+    assert_oracle(fresh_registry, "slowcommit", TAG_OLD, {"director": seeded_vendor.digests[TAG_OLD]["director"]})
