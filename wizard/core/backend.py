@@ -122,9 +122,7 @@ class RealBackend:
 
     def probe(self, access: VendorAccess, tag: str) -> ProbeResult:
         res = self.aws.probe(access, tag)
-        return ProbeResult(
-            verdict=str(res.verdict), message=res.message, hint=res.hint, status_code=res.status_code
-        )
+        return ProbeResult(verdict=str(res.verdict), message=res.message, hint=res.hint, status_code=res.status_code)
 
     def source(self, access: VendorAccess) -> Transport:
         from wizard.core.transports.registry import RegistryTransport
