@@ -35,6 +35,7 @@ from botocore.config import Config
 
 from wizard.core.credentials import Credential, CredentialProvider
 from wizard.core.errors import AwsError, InputError, WizardError
+from wizard.core.registry import _lean_imports
 from wizard.core.settings import Settings, parse_target
 from wizard.core.transports.base import ACCEPT_MANIFESTS
 
@@ -1146,6 +1147,7 @@ def probe(
     what = f"{repo}:{tag} on {bare}"
     role = getattr(login, "role_arn", "")
     credential = login.get()
+    _lean_imports.httpcore()
     try:
         with httpx.Client(verify=verify, timeout=timeout, follow_redirects=True) as client:
 

@@ -1,9 +1,10 @@
-"""Import httpx and httpcore without optional modules the registry client never uses.
+"""Import httpx (and, when needed, httpcore) without optional modules the wizard never uses.
 
 httpx imports its command-line client (``httpx._main``: rich, click, pygments, ~50 ms) and httpcore
 imports trio when it is installed (only for async use under trio, ~70 ms). Both libraries support
 running without them, so they are imported as if those were not installed. Imported first by
 :mod:`wizard.core.registry`; does nothing when httpx/httpcore were already imported by someone else.
+httpcore itself (~20 ms with h11) is imported only by :func:`httpcore`, for the transports that use it.
 """
 
 from __future__ import annotations
@@ -29,4 +30,12 @@ def _import_without(module: str, optional: tuple[str, ...]) -> None:
 
 
 _import_without("httpx", ("httpx._main",))
-_import_without("httpcore", ("trio",))
+
+
+def httpcore() -> None:
+    """Import httpcore (as httpx does, lazily, when it builds its own transport) without trio.
+
+    The registry client runs over :mod:`wizard.core.registry.wire` and never needs httpcore unless a
+    proxy is configured; call this before building an ``httpx.Client`` that uses httpx's transport.
+    """
+    _import_without("httpcore", ("trio",))

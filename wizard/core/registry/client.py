@@ -45,6 +45,7 @@ import httpx
 from wizard import __version__
 from wizard.core.credentials import CredentialProvider
 from wizard.core.errors import RegistryError
+from wizard.core.registry import _lean_imports
 from wizard.core.registry.auth import (
     AuthState,
     Challenge,
@@ -278,7 +279,9 @@ class RegistryClient:
             keepalive_expiry=30.0,
         )
         transport: httpx.BaseTransport | None = None
-        if endpoint.proxy is None:
+        if endpoint.proxy is not None:
+            _lean_imports.httpcore()  # httpx's own transport, for the proxy
+        else:
             # Blob bodies are most of the bytes: http.client under httpx moves them with fewer copies
             # (wire.py). The TLS context is built on first https use only (it costs ~20 ms of CPU).
             transport = WireTransport(
