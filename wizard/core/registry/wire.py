@@ -49,14 +49,18 @@ _Key = tuple[str, str, int]
 
 
 def _connection_dropped(sock: socket.socket | None) -> bool:
-    """True when an idle keep-alive socket is unusable: closed by the server (readable = EOF or junk)."""
+    """True when an idle keep-alive socket is unusable: closed by the server (readable = EOF or junk).
+
+    ``poll``, not ``select``: it has no limit on descriptor numbers.
+    """
     if sock is None:
         return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _read_error(exc: BaseException) -> httpx.TransportError:
