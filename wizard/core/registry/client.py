@@ -283,7 +283,10 @@ class RegistryClient:
             _lean_imports.httpcore()  # httpx's own transport, for the proxy
         else:
             # Blob bodies are most of the bytes: http.client under httpx moves them with fewer copies
-            # (wire.py). The TLS context is built on first https use only (it costs ~20 ms of CPU).
+            # (wire.py). The TLS context is built now for an https registry or a --ca-file (a bad CA
+            # file is an input error before any request); for plain HTTP only if a redirect needs it.
+            if endpoint.scheme == "https" or endpoint.ca_file:
+                _ssl_context(endpoint)
             transport = WireTransport(
                 lambda: _ssl_context(endpoint), max_idle_per_host=endpoint.max_connections, keepalive_expiry=30.0
             )
