@@ -238,6 +238,7 @@ def main(argv: list[str]) -> int:
             for mode in ("ingest", "rawcopy") if trial % 2 == 0 else ("rawcopy", "ingest"):
                 target = testbed.Registry()
                 try:
+                    os.sync()  # no writeback left from the previous run (as in mirror_bench.py)
                     tc, vc = mirror_bench.process_cpu(target.pid), mirror_bench.process_cpu(vendor.pid)
                     cc, t = time.process_time(), time.monotonic()
                     if mode == "ingest":
