@@ -82,12 +82,15 @@ def engine_child(argv: list[str]) -> int:
     t2, c2 = time.monotonic(), sum(os.times()[:2])
     result = mirror.execute(plan, src, dst, parallel=a.parallel)
     t3, c3 = time.monotonic(), sum(os.times()[:2])
+    # as the wizard's mirror step does: re-read every target manifest and compare digests
+    checks = mirror.verify(plan, dst, parallel=a.parallel)
+    t4 = time.monotonic()
     src.close()
     dst.close()
     requests = {"source_requests": src.client.stats.requests, "target_requests": dst.client.stats.requests}
     out = {
         **requests,
-        "ok": result.ok,
+        "ok": result.ok and all(c.ok for c in checks.values()),
         "failed": [f"{i.key}: {i.message}" for i in result.failed],
         "bytes_copied": result.bytes_copied,
         "blobs_copied": result.blobs_copied,
@@ -95,6 +98,7 @@ def engine_child(argv: list[str]) -> int:
         "import_s": t1 - t0,
         "plan_s": t2 - t1,
         "execute_s": t3 - t2,
+        "verify_s": t4 - t3,
         "rss_mb": peak_rss_mb(),
         "cpu_s": sum(os.times()[:2]),
         "user_s": os.times()[0],
@@ -105,7 +109,7 @@ def engine_child(argv: list[str]) -> int:
         "cpu_copy_s": c3 - c2,
     }
     print(json.dumps(out))
-    return 0 if result.ok else 1
+    return 0 if out["ok"] else 1
 
 
 # ------------------------------------------------------------------------------------------------
