@@ -8,9 +8,9 @@ large share of the client's CPU (see ``bench/README.md``).
 
 :class:`WireTransport` keeps httpx as the client — requests, auth, retries, timeouts and error
 mapping above it do not change — and replaces only the wire under it with ``http.client``, whose
-``HTTPResponse.read(n)`` fills one ``n``-byte object straight from the socket (one copy) and whose
-``send`` hands each request-body chunk to ``sendall`` as it is.  Response bodies are streamed in
-:data:`READ_SIZE` pieces, so a blob reader gets ~1 MiB chunks with no re-chunking.
+``HTTPResponse.read1(n)`` fills one object of up to ``n`` bytes straight from the socket (one copy,
+one socket read) and whose connection hands each request-body chunk to ``sendall`` as it is.
+Response bodies are streamed in such pieces of up to :data:`READ_SIZE` bytes, with no re-chunking.
 
 What it promises the layers above, as httpx's own transport does:
 
@@ -91,7 +91,7 @@ def _connect_error(exc: BaseException) -> httpx.TransportError:
 
 
 class _ResponseBody(httpx.SyncByteStream):
-    """A response body read from ``http.client`` in :data:`READ_SIZE` pieces; gives the connection
+    """A response body read from ``http.client`` in pieces of up to :data:`READ_SIZE`; gives the connection
     back to the pool when read to the end, closes it otherwise."""
 
     def __init__(
