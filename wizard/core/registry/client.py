@@ -85,7 +85,8 @@ from wizard.core.transports.base import (
 
 log = logging.getLogger(__name__)
 
-#: Bytes handed on per chunk when streaming blobs (64 KiB socket reads are joined up to this).
+#: A blob reader holds back received pieces until it has this many bytes (then hands them on, as
+#: they are): a blob smaller than this is verified before any of it is handed on.
 CHUNK_SIZE = 1 << 20
 #: ``progress`` is called at most once per this many bytes (plus once at the end of a blob).
 PROGRESS_STEP = 1 << 20
@@ -938,7 +939,7 @@ class RegistryClient:
 
 
 class RegistryBlobReader(BlobReader):
-    """A blob streamed from a registry in ~1 MiB chunks.
+    """A blob streamed from a registry, in the pieces the socket delivers (up to 1 MiB each).
 
     The sha256 is checked before the final chunk is yielded, so a consumer never sees a complete,
     wrong blob (``verified_digest`` tells ``put_blob`` it need not hash again).  A dropped
