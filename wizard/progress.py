@@ -26,7 +26,7 @@ from rich.status import Status
 from rich.text import Text
 
 from wizard.core.events import BlobProgress, Event, ImageProgress, Info, PlanReady, StepFailed, StepFinished
-from wizard.core.mirror import MirrorStats
+from wizard.core.mirror import MirrorStats, human_bytes
 
 TOTAL_KEY = "__total__"
 _STATE_LABELS = {
@@ -38,15 +38,6 @@ _STATE_LABELS = {
     "failed": "failed",
 }
 _STATE_STYLES = {"done": "green", "skipped": "green", "failed": "red", "copying": "cyan", "verifying": "cyan"}
-
-
-def human_bytes(n: float) -> str:
-    """``1234567`` -> ``1.2 MB`` (decimal units, as registries and Docker report sizes)."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 class _StateColumn(ProgressColumn):

@@ -82,11 +82,12 @@ def test_failed_images_are_listed() -> None:
 
 def test_formatters() -> None:
     assert human_bytes(512) == "512 B"
-    assert human_bytes(1536) == "1.5 KiB"
-    assert human_bytes(20.4 * 1024 * 1024) == "20.4 MiB"
-    assert bytes_of(4.4 * 2**20, 5.4 * 2**20) == "4.4/5.4 MiB"
-    assert bytes_of(126, 2.1 * 2**20) == "126 B/2.1 MiB"
-    assert human_rate(0) == "—" and human_rate(2048) == "2.0 KiB/s"
+    assert human_bytes(1500) == "1.5 kB"
+    assert human_bytes(20_400_000) == "20.4 MB"
+    assert human_bytes(2.5e12) == "2.5 TB"
+    assert bytes_of(4_400_000, 5_400_000) == "4.4/5.4 MB"
+    assert bytes_of(126, 2_100_000) == "126 B/2.1 MB"
+    assert human_rate(0) == "—" and human_rate(2000) == "2.0 kB/s"
     assert clock_duration(75) == "1:15" and clock_duration(3725) == "1:02:05" and clock_duration(None) == "—"
     now = datetime(2026, 1, 26, 12, tzinfo=timezone.utc)
     assert time_left((now + timedelta(minutes=59, seconds=59)).isoformat(), now) == "expires in 59 min"

@@ -243,12 +243,14 @@ class Plan:
 
 
 def human_bytes(n: float) -> str:
-    """``1234567`` -> ``1.2 MB`` (decimal units)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
+    """``1234567`` -> ``1.2 MB``: decimal SI units (B, kB, MB, GB, TB), as registries and Docker report
+    sizes. The one byte formatter of every front end."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover - the loop always returns
 
 
 def _error_text(e: BaseException) -> str:

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
-
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``1.5 KiB``; whole bytes below 1 KiB."""
-    value = float(n)
-    for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} {_UNITS[-1]}"  # pragma: no cover - loop always returns
+from wizard.core.mirror import human_bytes  # the one byte formatter (decimal units), shared with the CLI
 
 
 def bytes_of(done: float, total: float) -> str:
-    """``4.4/5.4 MiB`` when both share a unit, else ``126 B/2.1 MiB``."""
+    """``4.4/5.4 MB`` when both share a unit, else ``126 B/2.1 MB``."""
     a, b = human_bytes(done), human_bytes(total)
     unit_a, unit_b = a.rsplit(" ", 1)[1], b.rsplit(" ", 1)[1]
     if unit_a == unit_b:
