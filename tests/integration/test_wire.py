@@ -291,6 +291,22 @@ def test_connect_refused_and_read_timeout_map_to_httpx_errors(servers: list[Scri
         c.get(f"{srv.url}/slow")
 
 
+def test_a_reused_connection_takes_each_request_s_timeout(servers: list[ScriptServer]) -> None:
+    def silent(conn: socket.socket, head: bytes, body: bytes) -> bool:
+        threading.Event().wait(10)
+        return False
+
+    srv = ScriptServer({"/ok": answer("200 OK", b"ok"), "/silent": silent})
+    servers.append(srv)
+    with client(timeout=8.0) as c:
+        assert c.get(f"{srv.url}/ok").content == b"ok"  # opens the connection with an 8 s timeout
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            c.get(f"{srv.url}/silent", timeout=0.3)  # same connection, from the pool
+        assert time.monotonic() - started < 4  # 0.3 s, not the 8 s it was opened with
+    assert srv.connections == 1
+
+
 def test_tls_verified_with_the_ca_and_refused_without(tmp_path: Path, servers: list[ScriptServer]) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(

@@ -245,7 +245,11 @@ class WireTransport(httpx.BaseTransport):
         key: _Key = (scheme, url.host, url.port or _DEFAULT_PORTS[scheme])
         timeouts = request.extensions.get("timeout", {})
         io_timeout = timeouts.get("read")
-        conn = self._checkout(key) or self._connect(key, timeouts.get("connect"), io_timeout)
+        conn = self._checkout(key)
+        if conn is None:
+            conn = self._connect(key, timeouts.get("connect"), io_timeout)
+        elif conn.sock is not None:
+            conn.sock.settimeout(io_timeout)  # this request's timeout, not the one it was opened with
         try:
             resp = self._exchange(conn, request)
         except BaseException:
