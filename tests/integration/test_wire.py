@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.testbed import make_self_signed_cert
 from wizard.core.registry.wire import READ_SIZE, WireTransport
 
 Handler = Callable[[socket.socket, bytes, bytes], bool]  # (conn, head, body) -> keep the connection open
@@ -308,12 +308,7 @@ def test_a_reused_connection_takes_each_request_s_timeout(servers: list[ScriptSe
 
 
 def test_tls_verified_with_the_ca_and_refused_without(tmp_path: Path, servers: list[ScriptServer]) -> None:
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = make_self_signed_cert(tmp_path, names=("127.0.0.1",))
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     raw = socket.create_server(("127.0.0.1", 0))
