@@ -79,9 +79,14 @@ def _read_error(exc: BaseException) -> httpx.TransportError:
 
 
 def _write_error(exc: BaseException) -> httpx.TransportError:
+    """The httpx error for a failed send, with ``exc`` as its cause (it may be raised later, see ``_exchange``)."""
+    err: httpx.TransportError
     if isinstance(exc, socket.timeout | TimeoutError):
-        return httpx.WriteTimeout(str(exc) or "timed out")
-    return httpx.WriteError(f"{exc.__class__.__name__}: {exc}")
+        err = httpx.WriteTimeout(str(exc) or "timed out")
+    else:
+        err = httpx.WriteError(f"{exc.__class__.__name__}: {exc}")
+    err.__cause__ = exc
+    return err
 
 
 def _connect_error(exc: BaseException) -> httpx.TransportError:
@@ -276,7 +281,6 @@ class WireTransport(httpx.BaseTransport):
             conn.endheaders()
         except OSError as exc:
             write_failure = _write_error(exc)
-            write_failure.__cause__ = exc
         if write_failure is None:
             sock = conn.sock
             assert sock is not None
@@ -293,14 +297,12 @@ class WireTransport(httpx.BaseTransport):
                         sock.sendall(chunk)
                 except OSError as exc:
                     write_failure = _write_error(exc)
-                    write_failure.__cause__ = exc
                     break
             if write_failure is None and chunked:
                 try:
                     sock.sendall(b"0\r\n\r\n")
                 except OSError as exc:
                     write_failure = _write_error(exc)
-                    write_failure.__cause__ = exc
         try:
             return conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
