@@ -599,6 +599,47 @@ class Dockerd(_Service):
 _EMPTY_AUTHFILE: Path | None = None
 
 
+def hold_state_lock(state: Path, seconds: float = 60) -> subprocess.Popen[str]:
+    """A second process holding the wizard's state lock on ``state`` (returns once it holds it).
+
+    The caller kills and waits for it.
+    """
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from pathlib import Path; from wizard.core.state import StateStore;"
+            f"s=StateStore(Path({str(state)!r})); s.acquire();"
+            f"print('locked', flush=True); time.sleep({seconds})",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if holder.stdout is None or holder.stdout.readline().strip() != "locked":
+        holder.kill()
+        holder.wait()
+        raise TestbedError(f"the lock holder did not take the lock on {state}")
+    return holder
+
+
+def create_whoami_only_user(iam: Any, name: str = "limited") -> dict[str, str]:
+    """An IAM user (through ``iam``, a boto3 client on moto) allowed only ``sts:GetCallerIdentity``;
+    returns its access key as ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` variables."""
+    iam.create_user(UserName=name)
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName="only-whoami",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
 def _empty_authfile() -> Path:
     global _EMPTY_AUTHFILE
     if _EMPTY_AUTHFILE is None or not _EMPTY_AUTHFILE.exists():

@@ -21,7 +21,7 @@ import boto3
 import httpx
 import pytest
 
-from tests.testbed import ECR_PASSWORD, MotoServer, Registry, free_port
+from tests.testbed import ECR_PASSWORD, MotoServer, Registry, create_whoami_only_user, free_port
 from wizard.core.aws import (
     CREATED_BY_KEY,
     CREATED_BY_VALUE,
@@ -557,21 +557,8 @@ def test_target_login_uses_account_from_host(aws: Aws) -> None:
 
 
 def test_denials_are_mapped(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    iam = boto3.client("iam")
-    iam.create_user(UserName="limited")
-    iam.put_user_policy(
-        UserName="limited",
-        PolicyName="only-whoami",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}],
-            }
-        ),
-    )
-    key = iam.create_access_key(UserName="limited")["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    for name, value in create_whoami_only_user(boto3.client("iam")).items():
+        monkeypatch.setenv(name, value)
     aws_env.set_auth(True)
     try:
         aws = Aws(Settings(dir=tmp_path), max_attempts=1)

@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from tests.conftest import TAG_NEW, TAG_OLD, TARGET_USER, SeededVendor
 from tests.faultproxy import ANY, REGISTRY_BLOB_GET, Fault, FaultProxy, Rule, match
 from tests.integration.test_crash_resume import Run
 from tests.integration.test_faults import base_env, cli_argv, make_onprem, source_env, wizard_lines
-from tests.testbed import MotoServer, Registry, free_port, in_ci
+from tests.testbed import MotoServer, Registry, create_whoami_only_user, free_port, hold_state_lock, in_ci
 
 pytestmark = pytest.mark.integration
 
@@ -216,19 +215,8 @@ def _remove_env(ctx: Ctx) -> None:
 
 
 def _hold_lock(ctx: Ctx) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys,time; from pathlib import Path; from wizard.core.state import StateStore;"
-            f"s=StateStore(Path({str(ctx.state)!r})); s.acquire();"
-            "print('locked', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_state_lock(ctx.state, seconds=60)
     ctx.cleanups.append(lambda: (holder.kill(), holder.wait()))
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
 
 
 def _no_aws_credentials(ctx: Ctx) -> dict[str, str]:
@@ -240,22 +228,10 @@ def _no_aws_credentials(ctx: Ctx) -> dict[str, str]:
 def _limited_user(ctx: Ctx) -> dict[str, str]:
     """An IAM user allowed only sts:GetCallerIdentity, with moto's IAM enforcement on."""
     with ctx.moto.patched_environ():
-        iam = boto3.client("iam")
-        iam.create_user(UserName="limited")
-        iam.put_user_policy(
-            UserName="limited",
-            PolicyName="only-whoami",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}],
-                }
-            ),
-        )
-        key = iam.create_access_key(UserName="limited")["AccessKey"]
+        keys = create_whoami_only_user(boto3.client("iam"))
     ctx.moto.set_auth(True)
     ctx.cleanups.append(lambda: ctx.moto.set_auth(False))
-    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    return keys
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.testbed import hold_state_lock
+
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "currents-onprem"
 if not FIXTURES.exists():  # CI runs in another folder with shared/ beside the clone
     FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "currents-onprem"
@@ -160,19 +162,8 @@ def test_run_needs_yes(onprem: Path) -> None:
 
 
 def test_second_run_is_refused_with_exit_4(onprem: Path) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys,time; from pathlib import Path; from wizard.core.state import StateStore;"
-            f"s=StateStore(Path({str(onprem / '.currents-wizard' / 'state.json')!r})); s.acquire();"
-            "print('locked', flush=True); time.sleep(30)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_state_lock(onprem / ".currents-wizard" / "state.json", seconds=30)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         out = run("configure", "--dir", str(onprem), "--repository", "r.example.com/x", "--yes")
         assert out.returncode == 4 and "another currents-wizard run" in out.stderr
     finally:
