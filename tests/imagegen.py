@@ -345,6 +345,11 @@ def build_images(
     return out
 
 
+def unique_blob_sizes(images: Iterable[Image]) -> dict[str, int]:
+    """Every distinct config/layer blob of ``images`` and its size (the bytes a cold mirror moves)."""
+    return {b.digest: b.size for img in images for b in img.all_blobs()}
+
+
 def unique_bytes(images: Iterable[Image]) -> int:
     """Total size of the distinct blobs and manifests of ``images``."""
     seen: dict[str, int] = {}

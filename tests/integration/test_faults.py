@@ -143,14 +143,6 @@ def explain(*proxies: FaultProxy, out: subprocess.CompletedProcess[str] | None =
     return text
 
 
-def unique_blobs(images: dict[str, imagegen.Image]) -> dict[str, int]:
-    sizes: dict[str, int] = {}
-    for img in images.values():
-        for b in img.all_blobs():
-            sizes[b.digest] = b.size
-    return sizes
-
-
 # ------------------------------------------------------------------------------------------------
 # fixtures
 # ------------------------------------------------------------------------------------------------
@@ -189,6 +181,14 @@ def mirror_cli(env: dict[str, str], target_proxy: FaultProxy, *extra: str) -> su
     return cli("mirror", "--yes", "--tag", TAG_OLD, "--target", f"http://{target_proxy.host}/{PREFIX}", *extra, env=env)
 
 
+def mirror_ok(env: dict[str, str], source_proxy: FaultProxy, target_proxy: FaultProxy) -> str:
+    """Mirror through both proxies and assert it succeeded; returns the proxies' story for later asserts."""
+    out = mirror_cli(env, target_proxy)
+    note = explain(source_proxy, target_proxy, out=out)
+    assert out.returncode == 0, note
+    return note
+
+
 def assert_all_six_identical(reg: Registry, seeded_vendor: SeededVendor, note: str, prefix: str = PREFIX) -> None:
     got = oracle_digests(reg, prefix, TAG_OLD)
     assert got == seeded_vendor.digests[TAG_OLD], note
@@ -215,9 +215,7 @@ def test_random_faults_on_both_sides_cli(
     target_proxy.rng.seed(seed * 101)
     source_proxy.chaos(0.12)
     target_proxy.chaos(0.12)
-    out = mirror_cli(env, target_proxy)
-    note = explain(source_proxy, target_proxy, out=out)
-    assert out.returncode == 0, note
+    note = mirror_ok(env, source_proxy, target_proxy)
     injected = source_proxy.injected + target_proxy.injected
     assert sum(injected.values()) >= 8 and len(injected) >= 4, note  # the faults really happened
     assert_all_six_identical(fresh_registry, seeded_vendor, note)
@@ -240,7 +238,7 @@ def test_connection_reset_mid_blob_resumes_with_range(
 ) -> None:
     """A reset half-way through each of the three largest blobs: the download resumes from the byte
     reached (``Range``) instead of starting over; a reset mid-upload makes the blob go up again."""
-    sizes = unique_blobs(seeded_vendor.images[TAG_OLD])
+    sizes = imagegen.unique_blob_sizes(seeded_vendor.images[TAG_OLD].values())
     largest = sorted(sizes, key=sizes.__getitem__, reverse=True)[:3]
     cut = {d: sizes[d] // 2 for d in largest}
     for d in largest:
@@ -248,9 +246,7 @@ def test_connection_reset_mid_blob_resumes_with_range(
     # (uploads of other blobs: a failed upload re-reads its blob from the source, which would blur the count)
     others = set(sizes) - set(largest)
     target_proxy.add(Rule(Fault.reset(after=20_000), for_digests(others, UPLOAD_BODY), nth=(1, 4)))
-    out = mirror_cli(env, target_proxy)
-    note = explain(source_proxy, target_proxy, out=out)
-    assert out.returncode == 0, note
+    note = mirror_ok(env, source_proxy, target_proxy)
     assert source_proxy.injected["reset"] == 3 and target_proxy.injected["reset"] == 2, note
     for d in largest:
         ranged = source_proxy.records(
@@ -277,9 +273,7 @@ def test_5xx_are_retried_on_both_sides(
     target_proxy.add(Rule(Fault.error(502), match("POST", r"/blobs/uploads/"), nth=(1, 3)))
     target_proxy.add(Rule(Fault.error(500), match("PUT", r"/blobs/uploads/"), nth=(2,)))
     target_proxy.add(Rule(Fault.error(503), match("PUT", r"/manifests/"), nth=(1,)))
-    out = mirror_cli(env, target_proxy)
-    note = explain(source_proxy, target_proxy, out=out)
-    assert out.returncode == 0, note
+    note = mirror_ok(env, source_proxy, target_proxy)
     assert source_proxy.injected == {"status": 4} and target_proxy.injected == {"status": 4}, note
     assert_all_six_identical(fresh_registry, seeded_vendor, note)
 
@@ -313,9 +307,7 @@ def test_429_retry_after_is_waited_out(
         "upload": (target_proxy, match("PUT", r"/blobs/uploads/")),
     }[side]
     proxy.add(Rule(Fault.too_many("2"), when, nth=(3,)))
-    out = mirror_cli(env, target_proxy)
-    note = explain(source_proxy, target_proxy, out=out)
-    assert out.returncode == 0, note
+    note = mirror_ok(env, source_proxy, target_proxy)
     assert proxy.injected == {"retry_after": 1}, note
     waited = _wait_after_429(proxy)
     assert waited >= 1.9, f"retried {waited:.2f}s after a 429 with Retry-After: 2 ({side})"
@@ -337,9 +329,7 @@ def test_truncated_slow_and_lost_answers(
     target_proxy.add(Rule(Fault.drop(), match("PUT", r"/blobs/uploads/"), nth=(1, 3)))
     target_proxy.add(Rule(Fault.drop(), match("PUT", r"/manifests/"), nth=(2,)))
     target_proxy.add(Rule(Fault.truncate(), match("HEAD", r"/manifests/"), nth=(1,)))
-    out = mirror_cli(env, target_proxy)
-    note = explain(source_proxy, target_proxy, out=out)
-    assert out.returncode == 0, note
+    note = mirror_ok(env, source_proxy, target_proxy)
     assert source_proxy.injected == {"truncate": 4, "slow": 3}, note
     assert target_proxy.injected == {"drop": 3, "truncate": 1}, note
     assert_all_six_identical(fresh_registry, seeded_vendor, note)
@@ -446,9 +436,7 @@ def test_blob_redirect_to_storage_that_rejects_authorization(
     source_proxy.redirect_blobs = True
     source_proxy.add(Rule(Fault.reset(after=30_000), match("GET", listener="storage"), nth=(2,)))
     source_proxy.add(Rule(Fault.error(503), STORAGE, nth=(5,)))
-    out = mirror_cli(env, target_proxy)
-    note = explain(source_proxy, target_proxy, out=out)
-    assert out.returncode == 0, note
+    note = mirror_ok(env, source_proxy, target_proxy)
     assert source_proxy.storage_auth_rejected == 0, f"the Authorization header was sent to storage: {note}"
     copied = set(source_proxy.download_bytes)
     assert copied and copied <= set(source_proxy.storage_served), note  # every blob came from storage
@@ -528,7 +516,7 @@ def test_unreachable_vendor_mid_run_fails_cleanly_and_resumes(
 ) -> None:
     """The vendor side goes away for good after the plan (every blob download is reset): the mirror
     fails within its retry budget with one line and a hint; with the network back, a re-run finishes."""
-    sizes = unique_blobs(seeded_vendor.images[TAG_OLD])
+    sizes = imagegen.unique_blob_sizes(seeded_vendor.images[TAG_OLD].values())
     api_only = {b.digest for b in seeded_vendor.images[TAG_OLD]["api"].all_blobs()}
     others = set(sizes) - api_only
     source_proxy.add(Rule(Fault.reset(after=0), for_digests(others, REGISTRY_BLOB_GET), name="down"))

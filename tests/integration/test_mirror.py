@@ -43,15 +43,6 @@ def jobs(tag: str, prefix: str = "mirror", services: tuple[str, ...] = SERVICES)
     return mirror.make_jobs(services, tag, SOURCE_PREFIX, prefix)
 
 
-def blob_sizes(images: dict[str, imagegen.Image]) -> dict[str, int]:
-    """Every unique config/layer blob of ``images`` (the bytes a cold mirror must move)."""
-    out: dict[str, int] = {}
-    for img in images.values():
-        for b in img.all_blobs():
-            out[b.digest] = b.size
-    return out
-
-
 def assert_oracle(reg: Registry, prefix: str, tag: str, expected: dict[str, str]) -> None:
     for s, digest in expected.items():
         assert skopeo_digest(f"{reg.host}/{prefix}/{s}:{tag}") == digest, s
@@ -62,7 +53,7 @@ def test_cold_noop_upgrade_registry_to_registry(
 ) -> None:
     target = Counting(connect(fresh_registry))
     ev = Events()
-    old = blob_sizes(seeded_vendor.images[TAG_OLD])
+    old = imagegen.unique_blob_sizes(seeded_vendor.images[TAG_OLD].values())
 
     # cold: each unique blob crosses once; everything else is a cross-repo mount
     result = mirror.mirror(vendor, target, jobs(TAG_OLD), ev)
@@ -85,7 +76,7 @@ def test_cold_noop_upgrade_registry_to_registry(
     assert all(i.state == "skipped" for i in again.images.values())
 
     # upgrade: only the changed blobs move
-    new = blob_sizes(seeded_vendor.images[TAG_NEW])
+    new = imagegen.unique_blob_sizes(seeded_vendor.images[TAG_NEW].values())
     changed = {d: s for d, s in new.items() if d not in old}
     upgrade = mirror.mirror(vendor, target, jobs(TAG_NEW))
     assert upgrade.ok
@@ -131,7 +122,7 @@ def test_registry_to_tar_to_second_registry(
     target = Counting(connect(site, TARGET_USER))
     r2 = mirror.mirror(src, target, jobs(TAG_OLD, prefix="internal"))
     assert r2.ok, [i.message for i in r2.failed]
-    assert r2.bytes_copied == sum(blob_sizes(seeded_vendor.images[TAG_OLD]).values())
+    assert r2.bytes_copied == sum(imagegen.unique_blob_sizes(seeded_vendor.images[TAG_OLD].values()).values())
     for s, digest in seeded_vendor.digests[TAG_OLD].items():
         raw = skopeo_inspect_raw(f"{site.host}/internal/{s}:{TAG_OLD}", creds=TARGET_USER)
         assert imagegen.sha256(raw) == digest, s
