@@ -142,14 +142,22 @@ def unique_blobs(vendor: Any, auth: tuple[str, str], tag: str) -> tuple[str, lis
 
 
 def in_streams(items: list[tuple[str, str, int]], work: Any) -> None:
+    """Run ``work(jobs)`` in ``STREAMS`` threads; ``jobs`` yields the items left, shared by all."""
     q: queue.SimpleQueue[tuple[str, str, int]] = queue.SimpleQueue()
     for it in items:
         q.put(it)
     errors: list[BaseException] = []
 
+    def jobs() -> Iterator[tuple[str, str, int]]:
+        while True:
+            try:
+                yield q.get_nowait()
+            except queue.Empty:
+                return
+
     def run() -> None:
         try:
-            work(q)
+            work(jobs())
         except BaseException as e:  # reported after the join
             errors.append(e)
 
@@ -163,14 +171,10 @@ def in_streams(items: list[tuple[str, str, int]], work: Any) -> None:
 
 
 def ingest(target: Any, items: list[tuple[str, str, int]], data: dict[str, bytes]) -> None:
-    def work(q: queue.SimpleQueue[tuple[str, str, int]]) -> None:
+    def work(jobs: Iterator[tuple[str, str, int]]) -> None:
         conn = Conn(target.host)
         try:
-            while True:
-                try:
-                    _, digest, n = q.get_nowait()
-                except queue.Empty:
-                    return
+            for _, digest, n in jobs:
                 loc = conn.start_upload(f"floor/{digest[7:19]}")
                 mv = memoryview(data[digest])
                 chunks = (mv[i : i + CHUNK] for i in range(0, n, CHUNK))
@@ -185,14 +189,10 @@ def ingest(target: Any, items: list[tuple[str, str, int]], data: dict[str, bytes
 
 
 def rawcopy(vendor: Any, target: Any, items: list[tuple[str, str, int]], authz: str) -> None:
-    def work(q: queue.SimpleQueue[tuple[str, str, int]]) -> None:
+    def work(jobs: Iterator[tuple[str, str, int]]) -> None:
         src, dst = Conn(vendor.host), Conn(target.host)
         try:
-            while True:
-                try:
-                    repo, digest, n = q.get_nowait()
-                except queue.Empty:
-                    return
+            for repo, digest, n in jobs:
                 loc = dst.start_upload(f"raw/{repo.rsplit('/', 1)[-1]}")
                 status, headers = src.request("GET", f"/v2/{repo}/blobs/{digest}", headers=[("Authorization", authz)])
                 if status != 200:
