@@ -273,6 +273,74 @@ def test_chunked_response_is_read(servers: list[ScriptServer]) -> None:
     assert srv.connections == 1
 
 
+def raw_answer(data: bytes, keep: bool = True) -> Handler:
+    def route(conn: socket.socket, head: bytes, body: bytes) -> bool:
+        conn.sendall(data)
+        return keep
+
+    return route
+
+
+def test_response_heads_order_duplicates_folding_junk_and_continue(servers: list[ScriptServer]) -> None:
+    """The transport's own head parser. Two deliberate differences from ``http.client``'s: a folded
+    line is joined with one space (RFC 9112 §5.2), and a line that is not a header is skipped
+    (the email parser would take it and every header after it as body)."""
+    odd = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Dup: a\r\nx-dup: b\r\nX-Fold: one\r\n\t two\r\n"
+        b'not a header line\r\n: no name\r\nWWW-Authenticate:  Bearer realm="r",service="s"  \r\n\r\nok'
+    )
+    srv = ScriptServer(
+        {
+            "/odd": raw_answer(odd),
+            "/continue": raw_answer(
+                b"HTTP/1.1 100 Continue\r\nX-Skip: 1\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+            ),
+            "/nocontent": raw_answer(b"HTTP/1.1 204 No Content\r\n\r\n"),
+        }
+    )
+    servers.append(srv)
+    with client() as c:
+        r = c.get(f"{srv.url}/odd")
+        assert r.content == b"ok"
+        assert r.headers.get_list("x-dup") == ["a", "b"]
+        assert r.headers["x-fold"] == "one two"
+        assert r.headers["www-authenticate"] == 'Bearer realm="r",service="s"'
+        assert [k for k, _ in r.headers.multi_items()] == [
+            "content-length",
+            "x-dup",
+            "x-dup",
+            "x-fold",
+            "www-authenticate",
+        ]
+        r = c.put(f"{srv.url}/continue", content=b"x")
+        assert r.status_code == 201 and "x-skip" not in r.headers
+        assert c.get(f"{srv.url}/nocontent").status_code == 204  # no body, no length: still reusable
+        assert c.get(f"{srv.url}/odd").content == b"ok"
+    assert srv.connections == 1
+
+
+def test_oversized_or_unframed_heads(servers: list[ScriptServer]) -> None:
+    many = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"Content-Length: 0\r\n\r\n"
+    long_line = b"HTTP/1.1 200 OK\r\nX-Long: " + b"v" * 70000 + b"\r\nContent-Length: 0\r\n\r\n"
+    srv = ScriptServer(
+        {
+            "/many": raw_answer(many),
+            "/long": raw_answer(long_line),
+            "/old": raw_answer(b"HTTP/1.0 200 OK\r\n\r\nto the end", keep=False),
+            "/ok": answer("200 OK", b"ok"),
+        }
+    )
+    servers.append(srv)
+    with client() as c:
+        with pytest.raises(httpx.RemoteProtocolError, match="more than 100 headers"):
+            c.get(f"{srv.url}/many")
+        with pytest.raises(httpx.RemoteProtocolError, match="LineTooLong"):
+            c.get(f"{srv.url}/long")
+        assert c.get(f"{srv.url}/old").content == b"to the end"  # HTTP/1.0, no length: read to close
+        assert c.get(f"{srv.url}/ok").content == b"ok"
+    assert srv.connections == 4  # none of the first three connections was reused
+
+
 def test_connect_refused_and_read_timeout_map_to_httpx_errors(servers: list[ScriptServer]) -> None:
     free = socket.create_server(("127.0.0.1", 0))
     port = free.getsockname()[1]
