@@ -18,6 +18,8 @@ import httpx
 import pytest
 
 from tests.testbed import make_self_signed_cert
+from wizard.core.registry.client import RegistryClient
+from wizard.core.registry.endpoint import RegistryEndpoint
 from wizard.core.registry.wire import READ_SIZE, WireTransport
 
 Handler = Callable[[socket.socket, bytes, bytes], bool]  # (conn, head, body) -> keep the connection open
@@ -339,6 +341,21 @@ def test_oversized_or_unframed_heads(servers: list[ScriptServer]) -> None:
         assert c.get(f"{srv.url}/old").content == b"to the end"  # HTTP/1.0, no length: read to close
         assert c.get(f"{srv.url}/ok").content == b"ok"
     assert srv.connections == 4  # none of the first three connections was reused
+
+
+def test_registry_client_heads_share_a_connection_and_keep_no_cookies(servers: list[ScriptServer]) -> None:
+    """HEAD answers (never read, only closed) give their connection back; registries need no
+    cookies (docker and skopeo keep none), so a Set-Cookie is never sent back."""
+    digest = "sha256:" + "ab" * 32
+    cookie = "Set-Cookie: session=abc; Path=/\r\n"
+    srv = ScriptServer({f"/v2/r/blobs/{digest}": answer("404 Not Found", headers=cookie)})
+    servers.append(srv)
+    with RegistryClient(RegistryEndpoint.parse(srv.url)) as reg:
+        assert reg.has_blob("r", digest) is False
+        assert reg.has_blob("r", digest) is False
+    assert len(srv.requests) == 2
+    assert srv.connections == 1
+    assert all(_header(head, b"cookie") is None for head, _ in srv.requests)
 
 
 def test_connect_refused_and_read_timeout_map_to_httpx_errors(servers: list[ScriptServer]) -> None:

@@ -233,6 +233,31 @@ def _ssl_context(endpoint: RegistryEndpoint) -> ssl.SSLContext | bool:
         return ctx
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing: see :class:`_HttpClient`."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _HttpClient(httpx.Client):
+    """``httpx.Client`` without cookies. The distribution API has none, and docker and skopeo keep
+    none; httpx would still run every response through ``http.cookiejar`` (~60 µs of a ~400 µs
+    request). No ``Set-Cookie`` is kept, so none is ever sent back."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("this client keeps no cookies")
+
+
 class _Redo(Exception):
     """A request with a one-shot (streamed) body failed in a way that a fresh upload may cure."""
 
@@ -291,7 +316,7 @@ class RegistryClient:
             transport = WireTransport(
                 lambda: _ssl_context(endpoint), max_idle_per_host=endpoint.max_connections, keepalive_expiry=30.0
             )
-        self._http = httpx.Client(
+        self._http = _HttpClient(
             verify=_ssl_context(endpoint) if transport is None else True,
             timeout=timeout,
             limits=limits,
@@ -433,7 +458,8 @@ class RegistryClient:
             try:
                 request = self._http.build_request(method, url, params=params, headers=hdrs, content=content)
                 self.stats.add(requests=1)
-                resp = self._http.send(request, stream=stream)
+                # A HEAD answer has no body: streamed, httpx sets up no reading of it (callers close it).
+                resp = self._http.send(request, stream=stream or method == "HEAD")
             except httpx.TransportError as exc:
                 err = transport_error(exc, urlsplit(url).netloc or self.host, what or method)
                 if not replayable:
