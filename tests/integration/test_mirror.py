@@ -102,6 +102,30 @@ def test_multiarch_index_with_attestations_is_byte_identical(
     target.close()
 
 
+def test_nested_index_children_arrive_before_their_index(registry_factory: Callable[..., Registry]) -> None:
+    """An index whose children are an index and an image: the image manifests go up side by side,
+    then the inner index, then the top; every digest is kept (skopeo reads them back)."""
+    inner = imagegen.build_index("nested", TAG_OLD, attestations=False, image_size=4096)
+    single = imagegen.build_single("nested", TAG_OLD, image_size=4096, seed="other")
+    top_doc = {
+        "schemaVersion": 2,
+        "mediaType": imagegen.OCI_INDEX,
+        "manifests": [inner.descriptor(), single.descriptor(platform={"os": "linux", "architecture": "s390x"})],
+    }
+    top = imagegen.Image("nested", TAG_OLD, imagegen.OCI_INDEX, imagegen.canonical(top_doc), children=(inner, single))
+    source_reg, target_reg = registry_factory(), registry_factory()
+    imagegen.push_images(source_reg.url, "src", TAG_OLD, images={"nested": top})
+    source, target = connect(source_reg), connect(target_reg)
+    job = mirror.ImageJob(service="nested", source_repo="src/nested", target_repo="dst/nested", tag=TAG_OLD)
+    result = mirror.mirror(source, target, [job])
+    source.close()
+    target.close()
+    assert result.ok, result.failed
+    assert skopeo_inspect_raw(f"{target_reg.host}/dst/nested:{TAG_OLD}") == top.raw
+    for m in top.walk():
+        assert skopeo_digest(f"{target_reg.host}/dst/nested@{m.digest}") == m.digest
+
+
 def test_registry_to_tar_to_second_registry(
     seeded_vendor: SeededVendor,
     vendor: Counting,

@@ -925,8 +925,7 @@ class _Run:
             j = ir.plan.job
             try:
                 *children, top = ir.plan.manifests
-                for m in children:
-                    self.target.put_manifest(j.target_repo, m.digest, m)
+                self._put_children(j.target_repo, children)
                 got = self.target.put_manifest(j.target_repo, j.tag, top)
                 if got and got != top.digest:
                     raise WizardError(
@@ -943,6 +942,22 @@ class _Run:
                 self._image_event(ir, "done")
 
         return run
+
+    def _put_children(self, repo: str, children: list[Manifest]) -> None:
+        """Push an index's child manifests (children first, as ``_walk`` listed them): the image
+        manifests side by side (one round trip instead of one each), then any nested index in order."""
+        leaves = [m for m in children if m.media_type not in INDEX_TYPES]
+        if len(leaves) > 1:
+            with ThreadPoolExecutor(
+                max_workers=min(len(leaves), self.parallel), thread_name_prefix="mirror-put"
+            ) as pool:
+                for done in [pool.submit(self.target.put_manifest, repo, m.digest, m) for m in leaves]:
+                    done.result()
+        elif leaves:
+            self.target.put_manifest(repo, leaves[0].digest, leaves[0])
+        for m in children:
+            if m.media_type in INDEX_TYPES:
+                self.target.put_manifest(repo, m.digest, m)
 
     # -- driver ---------------------------------------------------------------------------------
     def go(self) -> None:
