@@ -275,6 +275,26 @@ def test_chunked_response_is_read(servers: list[ScriptServer]) -> None:
     assert srv.connections == 1
 
 
+def test_truncated_chunked_response_raises_protocol_error(servers: list[ScriptServer]) -> None:
+    def cut(conn: socket.socket, head: bytes, body: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        return False  # then close: no next chunk size, no last chunk
+
+    srv = ScriptServer({"/cut": cut, "/ok": answer("200 OK", b"fine")})
+    servers.append(srv)
+    with client() as c:
+        got = b""
+        with (
+            pytest.raises(httpx.RemoteProtocolError, match=r"without sending complete message body: 0 bytes read$"),
+            c.stream("GET", f"{srv.url}/cut") as r,
+        ):
+            for piece in r.iter_raw():
+                got += piece
+        assert got == b"hello"
+        assert c.get(f"{srv.url}/ok").content == b"fine"
+    assert srv.connections == 2
+
+
 def raw_answer(data: bytes, keep: bool = True) -> Handler:
     def route(conn: socket.socket, head: bytes, body: bytes) -> bool:
         conn.sendall(data)

@@ -170,9 +170,10 @@ def _read_error(exc: BaseException) -> httpx.TransportError:
     if isinstance(exc, socket.timeout | TimeoutError):
         return httpx.ReadTimeout(str(exc) or "timed out")
     if isinstance(exc, http.client.IncompleteRead):
+        missing = "" if exc.expected is None else f", {exc.expected} more expected"
         return httpx.RemoteProtocolError(
-            f"peer closed connection without sending complete message body: {exc.partial and len(exc.partial)} bytes "
-            f"read, {exc.expected} more expected"
+            f"peer closed connection without sending complete message body: {len(exc.partial or b'')} bytes "
+            f"read{missing}"
         )
     if isinstance(exc, http.client.RemoteDisconnected):
         return httpx.RemoteProtocolError("Server disconnected without sending a response.")
